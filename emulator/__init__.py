@@ -1,0 +1,1 @@
+"""Targets, the embedded AWS emulator (moto + warm Lambda worker pool), deploy, execute, CLI."""

@@ -1,0 +1,103 @@
+"""The embedded target's engine: moto's server in this process plus the warm worker pool.
+
+moto's Step Functions interpreter calls Lambda and S3 back over HTTP on
+``localhost:$MOTO_PORT``, so the port is exported before the server starts;
+that makes one embedded emulator per process. State execution is switched on
+through moto's config API (``execute_state_machine``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from typing import Any
+
+import requests
+
+from emulator.runner import WorkerPool, install, uninstall
+
+logger = logging.getLogger(__name__)
+_QUIET_LOGGERS = ("werkzeug", "moto.stepfunctions", "moto.core")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class EmbeddedEmulator:
+    """moto (S3, Lambda API, Step Functions, IAM, CloudWatch Logs) + our Lambda runner."""
+
+    def __init__(self, port: int = 0, *, capacity: int = 2, capacities: dict[str, int] | None = None, torch_threads: int | None = None) -> None:
+        self.port = port or free_port()
+        self.capacity = capacity
+        self.capacities = capacities
+        self.torch_threads = torch_threads
+        self.server: Any = None
+        self.pool: WorkerPool | None = None
+        self._saved_port: str | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "EmbeddedEmulator":
+        from moto.server import ThreadedMotoServer
+
+        if os.environ.get("COSMICAI_EMULATOR_ACTIVE"):
+            raise RuntimeError("an embedded emulator is already running in this process (moto's MOTO_PORT is per process)")
+        for name in _QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
+        self._saved_port = os.environ.get("MOTO_PORT")
+        os.environ["MOTO_PORT"] = str(self.port)
+        os.environ["COSMICAI_EMULATOR_ACTIVE"] = "1"
+        self.pool = WorkerPool(self.endpoint_url, capacity=self.capacity, capacities=self.capacities, torch_threads=self.torch_threads)
+        install(self.pool)
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.server.start()
+        self._wait_ready()
+        response = requests.post(f"{self.endpoint_url}/moto-api/config", json={"stepfunctions": {"execute_state_machine": True}}, timeout=10)
+        response.raise_for_status()
+        logger.info("embedded emulator on %s", self.endpoint_url)
+        return self
+
+    def _wait_ready(self, timeout_s: float = 15.0) -> None:
+        deadline = time.time() + timeout_s
+        while time.time() < deadline:
+            try:
+                requests.get(f"{self.endpoint_url}/moto-api/data.json", timeout=1)
+                return
+            except requests.RequestException:
+                time.sleep(0.05)
+        raise RuntimeError(f"moto server did not answer on {self.endpoint_url} within {timeout_s:.0f} s")
+
+    def set_capacity(self, function_name: str, capacity: int) -> None:
+        """Bound a function's concurrent execution environments (the Map's MaxConcurrency)."""
+        if self.pool is not None:
+            self.pool.capacities[function_name] = capacity
+
+    def worker_pids(self) -> list[int]:
+        return self.pool.worker_pids() if self.pool else []
+
+    def stop(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+            self.pool = None
+        uninstall()
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+        if self._saved_port is None:
+            os.environ.pop("MOTO_PORT", None)
+        else:
+            os.environ["MOTO_PORT"] = self._saved_port
+        os.environ.pop("COSMICAI_EMULATOR_ACTIVE", None)
+
+    def __enter__(self) -> "EmbeddedEmulator":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

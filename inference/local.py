@@ -1,0 +1,48 @@
+"""The local single-process baseline (the reference's "Local" row): one data file, this process."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from inference.data import load_partition
+from inference.measure import build_record, check_batch_size, predict, profile_one_batch
+from inference.model import CONFIGS, load_checkpoint, load_model
+
+
+def resolve_model(spec: str, device: str = "cpu") -> torch.nn.Module:
+    """A built-in config name (seeded weights) or a checkpoint file."""
+    if spec in CONFIGS:
+        return load_model(spec, device=device)
+    return load_checkpoint(spec, device=device)
+
+
+def run_local(path: str | Path, *, batch_size: int = 512, model: str = "full", device: str = "cpu", profile: bool = False) -> dict[str, Any]:
+    """Infer every sample of one partition file; return the result record (nothing is written)."""
+    check_batch_size(batch_size)
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but torch sees no CUDA device")
+    started = time.perf_counter()
+    partition = load_partition(path)
+    net = resolve_model(model, device)
+    load_time_s = time.perf_counter() - started
+    predictions, timing = predict(net, partition.images, partition.magnitudes, batch_size, device)
+    record = build_record(
+        model=net,
+        num_samples=len(partition),
+        batch_size=batch_size,
+        device=device,
+        timing=timing,
+        rank=1,
+        world_size=1,
+        data_path=str(path),
+        result_path="",
+        load_time_s=load_time_s,
+    )
+    record["redshift_mae"] = float((predictions - partition.redshifts).abs().mean())
+    if profile:
+        record["profile"] = profile_one_batch(net, partition.images, partition.magnitudes, batch_size, device)
+    return record

@@ -1,0 +1,58 @@
+"""The per-rank record's keys and the record of a failed rank (no torch import).
+
+Definitions of every key are in ``inference.measure``; this module holds what
+the small Lambda functions (RecordFailure, Summarize) need without torch.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+REFERENCE_KEYS = (
+    "num_batches",
+    "batch_size",
+    "device",
+    "throughput_bps",
+    "sample_persec",
+    "result_path",
+    "data_path",
+    "total_cpu_time (seconds)",
+    "total_cpu_memory (MB)",
+    "total_process_memory (MB)",
+    "library_overhead_memory (MB)",
+    "total_image_memory (MB)",
+    "total_model_memory (MB)",
+    "execution_time (seconds/batch)",
+)
+EXTRA_KEYS = (
+    "rank",
+    "world_size",
+    "num_samples",
+    "wall_time_s",
+    "load_time_s",
+    "started_at",
+    "finished_at",
+    "peak_rss_mb",
+    "status",
+    "error",
+)
+
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def failed_record(rank: int, world_size: int, error_type: str, message: str, **extra: Any) -> dict[str, Any]:
+    """A record for a rank that did not finish: every key present, figures null."""
+    record: dict[str, Any] = {key: None for key in REFERENCE_KEYS + EXTRA_KEYS}
+    record.update(extra)
+    record.update(
+        rank=rank,
+        world_size=world_size,
+        status="failed",
+        error={"type": error_type, "message": message},
+        finished_at=utc_now(),
+    )
+    return record

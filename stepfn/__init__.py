@@ -1,0 +1,1 @@
+"""The pipeline's state machine definition and its renderer."""
