@@ -60,6 +60,7 @@ class Stack:
     runtime: str = "python3.11"
     extra_files: dict[str, bytes] = field(default_factory=dict)  # added to the code zip (tests, user hooks)
     handler_overrides: dict[str, str] = field(default_factory=dict)  # function key -> handler
+    environment: dict[str, str] = field(default_factory=dict)  # extra variables for every function
 
     def function_name(self, key: str) -> str:
         return f"{self.name}-{key}"
@@ -198,6 +199,7 @@ def deploy(target: TargetSettings, stack: Stack) -> Deployment:
         "COSMICAI_TARGET": target.name,
         "COSMICAI_INFER_MEMORY_MB": str(stack.infer_memory_mb),
         "COSMICAI_INFER_TIMEOUT_S": str(stack.infer_timeout_s),
+        **stack.environment,
     }
     arns = {}
     for key, handler in HANDLERS.items():

@@ -20,6 +20,7 @@ from emulator.runner import WorkerPool, install, uninstall
 
 logger = logging.getLogger(__name__)
 _QUIET_LOGGERS = ("werkzeug", "moto.stepfunctions", "moto.core")
+_active: "EmbeddedEmulator | None" = None  # moto's MOTO_PORT is per process: one emulator at a time
 
 
 def free_port() -> int:
@@ -47,13 +48,14 @@ class EmbeddedEmulator:
     def start(self) -> "EmbeddedEmulator":
         from moto.server import ThreadedMotoServer
 
-        if os.environ.get("COSMICAI_EMULATOR_ACTIVE"):
+        global _active
+        if _active is not None:
             raise RuntimeError("an embedded emulator is already running in this process (moto's MOTO_PORT is per process)")
+        _active = self
         for name in _QUIET_LOGGERS:
             logging.getLogger(name).setLevel(logging.ERROR)
         self._saved_port = os.environ.get("MOTO_PORT")
         os.environ["MOTO_PORT"] = str(self.port)
-        os.environ["COSMICAI_EMULATOR_ACTIVE"] = "1"
         self.pool = WorkerPool(self.endpoint_url, capacity=self.capacity, capacities=self.capacities, torch_threads=self.torch_threads)
         install(self.pool)
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
@@ -94,7 +96,9 @@ class EmbeddedEmulator:
             os.environ.pop("MOTO_PORT", None)
         else:
             os.environ["MOTO_PORT"] = self._saved_port
-        os.environ.pop("COSMICAI_EMULATOR_ACTIVE", None)
+        global _active
+        if _active is self:
+            _active = None
 
     def __enter__(self) -> "EmbeddedEmulator":
         return self.start()

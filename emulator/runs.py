@@ -8,18 +8,16 @@ into the run folder (``out``): ``run.json`` (the request), ``summary.json``,
 from __future__ import annotations
 
 import contextlib
-import io
+import hashlib
 import json
 import logging
-import os
 import secrets
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import torch
 
 from emulator import deploy as deploy_mod
 from emulator import execute
@@ -27,7 +25,7 @@ from emulator.embedded import EmbeddedEmulator
 from emulator.targets import TargetSettings
 from inference.data import generate, list_partitions, load_partition, parse_size, split
 from inference.errors import PayloadError
-from inference.model import CONFIGS, load_checkpoint, load_model, save_checkpoint
+from inference.model import CONFIGS, checkpoint_bytes, load_checkpoint, load_model
 from inference.payload import parse_payload
 
 logger = logging.getLogger(__name__)
@@ -86,9 +84,16 @@ def model_checkpoint(spec: str) -> tuple[str, bytes]:
             raise PayloadError(f"model: {spec!r} is neither a built-in model ({', '.join(CONFIGS)}) nor a checkpoint file")
         model = load_checkpoint(path)
         name = "".join(c if c.isalnum() or c in "-_" else "-" for c in path.stem) or "model"
-    with tempfile.NamedTemporaryFile(suffix=".pt") as tmp:
-        save_checkpoint(model, tmp.name)
-        return name, Path(tmp.name).read_bytes()
+    return name, checkpoint_bytes(model)
+
+
+def content_hash(paths: list[Path]) -> str:
+    """Eight hex digits naming the partitions' bytes: new data never mixes with old under one prefix."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:8]
 
 
 def prepare_partitions(request: RunRequest, workdir: Path) -> tuple[list[Path], str]:
@@ -168,7 +173,7 @@ def execute_run(
             progress.stage(f"uploading {len(paths)} partitions and the {request.model} model")
             model_name, checkpoint = model_checkpoint(request.model)
             model_key = deploy_mod.upload_model(s3, stack.bucket, model_name, checkpoint)
-            data_prefix = f"data/{label}"
+            data_prefix = f"data/{label}-{content_hash(paths)}"
             deploy_mod.upload_files(s3, stack.bucket, data_prefix, paths)
         else:
             data_prefix, model_key = "", ""

@@ -13,6 +13,7 @@ never runs pickled code.
 from __future__ import annotations
 
 import logging
+import io
 import os
 import pickle
 from collections.abc import Mapping
@@ -273,10 +274,21 @@ def _check_config(cfg: ModelConfig, stored: Mapping[str, Any], where: str) -> No
                 f"vs requested {getattr(cfg, f.name)!r}")
 
 
-def save_checkpoint(model: RedshiftModel, path: str | os.PathLike) -> None:
-    """Write ``{"config": ..., "state_dict": ...}`` (CPU tensors) so the file is self-describing."""
+def checkpoint_bytes(model: RedshiftModel) -> bytes:
+    """``{"config": ..., "state_dict": ...}`` (CPU tensors) as bytes; same model, same bytes.
+
+    Saved through a buffer: torch names the archive's inner folder after the
+    file name, so saving to differently named files gives different bytes.
+    """
     sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"config": model.config.to_dict(), "state_dict": sd}, Path(path))
+    buffer = io.BytesIO()
+    torch.save({"config": model.config.to_dict(), "state_dict": sd}, buffer)
+    return buffer.getvalue()
+
+
+def save_checkpoint(model: RedshiftModel, path: str | os.PathLike) -> None:
+    """Write the self-describing checkpoint (see ``checkpoint_bytes``) to path."""
+    Path(path).write_bytes(checkpoint_bytes(model))
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> RedshiftModel:

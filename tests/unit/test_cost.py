@@ -1,0 +1,115 @@
+"""Unit tests of inference.cost: Lambda GB-s, run totals, timeouts for missing ranks, estimates."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from inference.cost import AUX_FUNCTION_MEMORY_MB, AUX_FUNCTION_SECONDS, PRICES, Prices, estimate_cost, lambda_compute, run_cost
+
+GB_S = 0.0000166667
+
+
+def _ok(seconds: float, memory_mb: int = 1024) -> dict:
+    return {"status": "succeeded", "lambda_duration_s": seconds, "lambda_memory_mb": memory_mb}
+
+
+# --------------------------------------------------------------------------- lambda_compute
+
+
+def test_lambda_compute_known_case():
+    assert lambda_compute(2.0, 1024) == pytest.approx(2 * GB_S, rel=1e-12)
+
+
+@pytest.mark.parametrize(("seconds", "memory_mb", "gb_seconds"), [(1.0, 2048, 2.0), (10.0, 512, 5.0), (0.5, 10240, 5.0), (0.0, 1024, 0.0)])
+def test_lambda_compute_scales_with_memory_and_time(seconds, memory_mb, gb_seconds):
+    assert lambda_compute(seconds, memory_mb) == pytest.approx(gb_seconds * GB_S, rel=1e-12, abs=0.0)
+
+
+def test_lambda_compute_rounds_up_to_the_millisecond():
+    assert lambda_compute(1.0001, 1024) == pytest.approx(1.001 * GB_S, rel=1e-9)
+    assert lambda_compute(-1.0, 1024) == 0.0
+
+
+def test_lambda_compute_uses_given_prices():
+    assert lambda_compute(3.0, 1024, Prices(lambda_gb_second=1.0)) == pytest.approx(3.0)
+
+
+# --------------------------------------------------------------------------- run_cost
+
+
+def test_run_cost_totals_add_up():
+    cost = run_cost([_ok(2.0), _ok(4.0, 2048)], memory_mb=1024, timeout_s=60.0, world_size=2)
+    assert set(cost) == {"lambda", "stepfunctions", "s3", "total"}
+    assert all(v > 0 for v in cost.values())
+    assert cost["total"] == pytest.approx(cost["lambda"] + cost["stepfunctions"] + cost["s3"], rel=1e-12)
+
+
+def test_run_cost_lambda_known_case():
+    cost = run_cost([_ok(2.0), _ok(4.0, 2048)], memory_mb=1024, timeout_s=60.0, world_size=2)
+    infer = lambda_compute(2.0, 1024) + lambda_compute(4.0, 2048)
+    aux = 2 * lambda_compute(AUX_FUNCTION_SECONDS, AUX_FUNCTION_MEMORY_MB)  # Initialize + Summarize
+    requests = (2 + 2) * PRICES.lambda_request
+    assert cost["lambda"] == pytest.approx(infer + aux + requests, rel=1e-12)
+    assert cost["stepfunctions"] == pytest.approx((3 + 2) * PRICES.sfn_transition, rel=1e-12)
+
+
+def test_missing_rank_is_charged_its_timeout():
+    timeout = 120.0
+    one = run_cost([_ok(2.0)], memory_mb=1024, timeout_s=timeout, world_size=1)
+    with_missing = run_cost([_ok(2.0)], memory_mb=1024, timeout_s=timeout, world_size=2)
+    extra_lambda = with_missing["lambda"] - one["lambda"]
+    # the missing rank's Infer at its timeout, its RecordFailure, and two more requests
+    expected = lambda_compute(timeout, 1024) + lambda_compute(AUX_FUNCTION_SECONDS, AUX_FUNCTION_MEMORY_MB) + 2 * PRICES.lambda_request
+    assert extra_lambda == pytest.approx(expected, rel=1e-9)
+    assert extra_lambda > lambda_compute(timeout, 1024)
+
+
+def test_missing_rank_costs_as_much_as_a_failed_rank_that_hit_the_timeout():
+    timeout = 300.0
+    missing = run_cost([_ok(2.0)], memory_mb=1024, timeout_s=timeout, world_size=2)
+    failed_at_timeout = run_cost([_ok(2.0), {"status": "failed", "lambda_duration_s": timeout}], memory_mb=1024, timeout_s=timeout, world_size=2)
+    for key in missing:
+        assert missing[key] == pytest.approx(failed_at_timeout[key], rel=1e-12)
+
+
+def test_failed_rank_without_duration_is_charged_the_timeout():
+    timeout = 300.0
+    no_duration = run_cost([_ok(2.0), {"status": "failed", "lambda_duration_s": None}], memory_mb=1024, timeout_s=timeout, world_size=2)
+    at_timeout = run_cost([_ok(2.0), {"status": "failed", "lambda_duration_s": timeout}], memory_mb=1024, timeout_s=timeout, world_size=2)
+    assert no_duration["lambda"] == pytest.approx(at_timeout["lambda"], rel=1e-12)
+
+
+def test_a_longer_timeout_costs_more_only_when_ranks_are_missing():
+    complete = [_ok(2.0), _ok(2.0)]
+    assert run_cost(complete, memory_mb=1024, timeout_s=10, world_size=2) == run_cost(complete, memory_mb=1024, timeout_s=900, world_size=2)
+    short = run_cost(complete[:1], memory_mb=1024, timeout_s=10, world_size=2)
+    long = run_cost(complete[:1], memory_mb=1024, timeout_s=900, world_size=2)
+    assert long["lambda"] > short["lambda"]
+
+
+# --------------------------------------------------------------------------- estimate_cost
+
+
+def test_estimate_cost_grows_linearly_with_world_size():
+    sizes = [1, 2, 4, 10, 100]
+    totals = {w: estimate_cost(world_size=w, seconds_per_rank=5.0, memory_mb=3008)["total"] for w in sizes}
+    per_rank = totals[2] - totals[1]
+    assert per_rank > 0
+    for w in sizes:
+        assert totals[w] == pytest.approx(totals[1] + (w - 1) * per_rank, rel=1e-9)
+
+
+def test_estimate_cost_lambda_part_is_per_rank_compute():
+    a = estimate_cost(world_size=3, seconds_per_rank=5.0, memory_mb=3008)
+    b = estimate_cost(world_size=6, seconds_per_rank=5.0, memory_mb=3008)
+    per_rank = lambda_compute(5.0, 3008) + PRICES.lambda_request
+    assert b["lambda"] - a["lambda"] == pytest.approx(3 * per_rank, rel=1e-9)
+
+
+def test_estimate_cost_equals_run_cost_of_all_succeeded():
+    est = estimate_cost(world_size=4, seconds_per_rank=7.5, memory_mb=2048)
+    actual = run_cost([_ok(7.5, 2048)] * 4, memory_mb=2048, timeout_s=900.0, world_size=4)
+    for key in est:
+        assert math.isclose(est[key], actual[key], rel_tol=1e-12)
