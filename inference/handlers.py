@@ -43,9 +43,8 @@ def _records_prefix(result_prefix: str) -> str:
 def initialize(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """Validate the payload, list the partitions, write the manifest; return the RunConfig."""
     payload = parse_payload(event.get("payload", event))
-    run_id = payload.run_id or str(event.get("execution_name") or "")
-    if not run_id:
-        raise PayloadError("payload: run_id is missing and no execution name was given")
+    name = str(event.get("execution_name") or "")
+    run_id = payload.run_id or (name if name not in ("", "None") else time.strftime("run-%Y%m%d-%H%M%S-") + os.urandom(3).hex())
     result_prefix = payload.results_prefix(run_id)
     prefix = payload.partition_prefix
     try:

@@ -1,0 +1,229 @@
+"""The ``cosmicai`` command on bad input and on a small good path, run as subprocesses.
+
+Every bad input must exit 2 with exactly one line on stderr naming the problem
+(no traceback unless ``--debug``) and write nothing. The subprocesses of one
+group run concurrently: each pays a torch import, and they are independent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+from inference.data import load_partition
+from inference.records import REFERENCE_KEYS
+
+HANG_GUARD_S = 300  # only stops a hung command; not a speed requirement
+
+
+@dataclass
+class Result:
+    args: list[str]
+    cwd: Path
+    returncode: int
+    stdout: str
+    stderr: str
+    before: set[str]  # names in cwd before the command
+
+    def written(self) -> set[str]:
+        """Every path created under cwd by the command (relative, recursive)."""
+        return {str(p.relative_to(self.cwd)) for p in self.cwd.rglob("*")} - self.before
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    for name in ("COSMICAI_ENDPOINT", "AWS_ENDPOINT_URL", "COSMICAI_TARGET"):
+        env.pop(name, None)
+    env["PYTHONWARNINGS"] = "default"  # warnings must not be hidden from the one-line check
+    return env
+
+
+def run_many(cases: dict[str, tuple[Path, list[str]]]) -> dict[str, Result]:
+    """Start every command at once (each in its own cwd), then collect them."""
+    started = {}
+    for name, (cwd, args) in cases.items():
+        before = {str(p.relative_to(cwd)) for p in cwd.rglob("*")}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "emulator.cli", *args],
+            cwd=cwd,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        started[name] = (proc, cwd, args, before)
+    results = {}
+    try:
+        for name, (proc, cwd, args, before) in started.items():
+            out, err = proc.communicate(timeout=HANG_GUARD_S)
+            results[name] = Result(args, cwd, proc.returncode, out, err, before)
+    finally:
+        for proc, *_ in started.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return results
+
+
+class Evil:
+    """Unpickling this object opens (creates) ``path`` for writing."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def craft_malicious(path: Path, marker: Path) -> None:
+    torch.save({"images": Evil(marker), "magnitudes": torch.zeros(1, 5), "redshifts": torch.zeros(1)}, path)
+
+
+# --------------------------------------------------------------------------- bad input
+
+MARKER = "PWNED_MARKER"
+
+# name -> (args, words the one stderr line must contain)
+BAD = {
+    "missing-data": (["local", "--data", "missing.pt"], ["missing.pt"]),
+    "text-file": (["local", "--data", "notes.txt", "--model", "tiny"], ["notes.txt"]),
+    "malicious-pickle": (["local", "--data", "evil.pt", "--model", "tiny"], ["evil.pt"]),
+    "batch-size-0": (["local", "--data", "notes.txt", "--batch-size", "0"], ["batch"]),
+    "batch-size-negative": (["local", "--data", "notes.txt", "--batch-size", "-2"], ["batch", "-2"]),
+    "batch-size-float": (["local", "--data", "notes.txt", "--batch-size", "1.5"], ["batch", "1.5"]),
+    "unknown-model": (["local", "--data", "notes.txt", "--model", "nosuch"], ["nosuch"]),
+    "run-missing-data": (["run", "--data", "missing.pt"], ["missing.pt"]),
+    "run-unknown-model": (["run", "--model", "nosuch"], ["nosuch"]),
+    "run-batch-size-0": (["run", "--batch-size", "0"], ["batch"]),
+}
+DEBUG = ["--debug", "local", "--data", "missing.pt"]
+
+
+def _prepare(cwd: Path) -> None:
+    cwd.mkdir(parents=True)
+    (cwd / "notes.txt").write_text("this is not a torch file\n")
+    craft_malicious(cwd / "evil.pt", cwd / MARKER)
+
+
+@pytest.fixture(scope="module")
+def bad_runs(tmp_path_factory) -> dict[str, Result]:
+    root = tmp_path_factory.mktemp("cli-bad")
+    cases = {}
+    for name, (args, _) in {**BAD, "debug": (DEBUG, [])}.items():
+        _prepare(root / name)
+        cases[name] = (root / name, args)
+    return run_many(cases)
+
+
+def test_malicious_file_is_really_malicious(tmp_path):
+    """Control: an unsafe load of the crafted file does run its code (so the CLI check below means something)."""
+    marker = tmp_path / "control-marker"
+    craft_malicious(tmp_path / "evil.pt", marker)
+    obj = torch.load(tmp_path / "evil.pt", weights_only=False)
+    obj["images"].close()
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_bad_input_exits_2_with_one_line(bad_runs, name):
+    result = bad_runs[name]
+    _, words = BAD[name]
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert lines[0].startswith("cosmicai: error:"), lines[0]
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_bad_input_writes_nothing(bad_runs, name):
+    result = bad_runs[name]
+    assert result.written() == set()
+    assert result.stdout == ""
+
+
+def test_malicious_pickle_runs_no_code(bad_runs):
+    result = bad_runs["malicious-pickle"]
+    assert not (result.cwd / MARKER).exists()
+    assert "refused" in result.stderr
+
+
+def test_debug_shows_the_traceback(bad_runs):
+    result = bad_runs["debug"]
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr
+    assert "PartitionError" in result.stderr
+    assert "missing.pt" in result.stderr
+
+
+# --------------------------------------------------------------------------- good path
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory) -> Path:
+    cwd = tmp_path_factory.mktemp("cli-good")
+    result = run_many({"make": (cwd, ["data", "make", "--samples", "300", "--out", "p.pt"])})["make"]
+    assert result.returncode == 0, result.stderr
+    assert (cwd / "p.pt").is_file()
+    return cwd
+
+
+@pytest.fixture(scope="module")
+def good_runs(made, tmp_path_factory) -> dict[str, Result]:
+    dirs = {}
+    for name in ("local-json", "split", "split-too-many"):
+        dirs[name] = tmp_path_factory.mktemp(f"cli-{name}")
+        shutil.copy(made / "p.pt", dirs[name] / "p.pt")
+    return run_many(
+        {
+            "local-json": (dirs["local-json"], ["local", "--data", "p.pt", "--json", "--model", "tiny", "--batch-size", "128"]),
+            "split": (dirs["split"], ["data", "split", "p.pt", "--partitions", "3", "--out", "parts"]),
+            "split-too-many": (dirs["split-too-many"], ["data", "split", "p.pt", "--partitions", "1000", "--out", "parts"]),
+        }
+    )
+
+
+def test_data_make(made):
+    assert len(load_partition(made / "p.pt")) == 300
+
+
+def test_local_json_prints_only_the_record(good_runs):
+    result = good_runs["local-json"]
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)  # the whole of stdout is one JSON document
+    assert isinstance(record, dict)
+    assert record["num_batches"] == 3
+    assert record["batch_size"] == 128
+    assert record["num_samples"] == 300
+    assert record["status"] == "succeeded"
+    missing = [key for key in REFERENCE_KEYS if key not in record]
+    assert not missing
+
+
+def test_data_split(good_runs):
+    result = good_runs["split"]
+    assert result.returncode == 0, result.stderr
+    parts = result.cwd / "parts"
+    assert sorted(p.name for p in parts.iterdir()) == ["1.pt", "2.pt", "3.pt"]
+    assert [len(load_partition(parts / f"{i}.pt")) for i in (1, 2, 3)] == [100, 100, 100]
+
+
+def test_failed_split_writes_nothing(good_runs):
+    result = good_runs["split-too-many"]
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "1000" in lines[0] and "300" in lines[0], result.stderr
+    parts = result.cwd / "parts"
+    if parts.exists():
+        assert not list(parts.glob("*.pt"))
+    assert result.written() == set()
