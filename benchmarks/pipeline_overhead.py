@@ -1,0 +1,51 @@
+"""Wall time of the whole pipeline (`cosmicai run`, embedded target) against `cosmicai local`
+over the same data, in one session, and their ratio.
+
+Both are timed as the user runs them: a fresh process each, start to exit.
+Usage: python benchmarks/pipeline_overhead.py [--samples 1024] [--partitions 4] [--model tiny|full]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def timed(cmd: list[str], cwd: Path) -> tuple[float, dict]:
+    started = time.perf_counter()
+    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr[-2000:]}")
+    return elapsed, json.loads(done.stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=1024)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--model", default="tiny")
+    parser.add_argument("--batch-size", type=int, default=512)
+    args = parser.parse_args()
+    cli = [sys.executable, "-m", "emulator.cli"]
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        subprocess.run([*cli, "data", "make", "--samples", str(args.samples), "--out", "all.pt"], cwd=work, check=True, capture_output=True)
+        subprocess.run([*cli, "data", "split", "all.pt", "--partitions", str(args.partitions), "--out", "parts"], cwd=work, check=True, capture_output=True)
+        local_s, record = timed([*cli, "local", "--data", "all.pt", "--model", args.model, "--batch-size", str(args.batch_size), "--json"], work)
+        run_s, summary = timed(
+            [*cli, "run", "--data", "parts", "--model", args.model, "--batch-size", str(args.batch_size), "--json", "--out", "out"], work
+        )
+    print(f"data: {args.samples} samples in {args.partitions} partitions, model {args.model}, batch {args.batch_size}")
+    print(f"cosmicai local : {local_s:8.2f} s wall (inference loop {record['wall_time_s']:.2f} s, {record['sample_persec']:.1f} samples/s)")
+    print(f"cosmicai run   : {run_s:8.2f} s wall (execution {summary['wall_time_s']:.2f} s, {summary['ranks_succeeded']}/{summary['world_size']} ranks)")
+    print(f"ratio run/local: {run_s / local_s:8.2f}x")
+
+
+if __name__ == "__main__":
+    main()
