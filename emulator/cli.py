@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, Callable
 
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     run.add_argument("--payload", type=Path, help="a raw Step Functions input (JSON file; reference keys accepted)")
     run.add_argument("--run-id", help="name of the run (default: run-<time>-<random>)")
+    run.add_argument("--resume", metavar="RUN_ID", help="re-run only the failed or missing ranks of that run (its folder: --out or cosmicai-out/RUN_ID)")
     run.add_argument("--out", type=Path, help="where the results go (default cosmicai-out/<run-id>)")
     run.add_argument("--stack", default="cosmicai", help="name prefix of the deployed resources")
     run.add_argument("--bucket", default="cosmicai-data")
@@ -127,6 +129,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from emulator.runs import DEFAULT_SAMPLES, RunRequest, execute_run, open_target
     from emulator.targets import resolve
 
+    if args.resume:
+        return _resume(args)
     if args.data is not None and not args.data.exists():
         raise BadInput(f"--data {args.data}: no such file or folder")
     if args.data is not None and args.samples is not None:
@@ -162,16 +166,43 @@ def cmd_run(args: argparse.Namespace) -> int:
     stack = Stack(name=args.stack, bucket=args.bucket, infer_memory_mb=args.memory, infer_timeout_s=args.timeout, max_concurrency=concurrency)
     with console.run_progress(enabled=not args.json) as progress, open_target(target, capacity=concurrency) as (live, _):
         outcome = execute_run(live, stack, request, args.out, progress)
+    _report(args, outcome)
+    return outcome.exit_code
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from emulator import console
+    from emulator.deploy import Stack
+    from emulator.runs import open_target, resume_run
+    from emulator.targets import resolve
+
+    run_dir = args.out or Path("cosmicai-out") / args.resume
+    if not (run_dir / "run.json").is_file():
+        raise BadInput(f"--resume {args.resume}: no run folder at {run_dir} (pass the run's --out)")
+    saved = json.loads((run_dir / "run.json").read_text())
+    target = resolve(saved.get("target"), endpoint=args.endpoint)
+    if target.name != "embedded":
+        raise NotImplementedError(f"target {target.name!r}: not built yet (embedded only in this version)")
+    concurrency = args.max_concurrency or max(1, min(os.cpu_count() or 1, 4))
+    stack = Stack(name=saved.get("stack", args.stack), bucket=saved.get("bucket", args.bucket), infer_memory_mb=args.memory, infer_timeout_s=args.timeout, max_concurrency=concurrency)
+    with console.run_progress(enabled=not args.json) as progress, open_target(target, capacity=concurrency) as (live, _):
+        outcome = resume_run(live, stack, run_dir, progress)
+    _report(args, outcome)
+    return outcome.exit_code
+
+
+def _report(args: argparse.Namespace, outcome: Any) -> None:
+    from emulator import console
+
     if args.json:
         console.print_json(outcome.summary)
     elif outcome.summary:
-        records = json.loads((outcome.out_dir / "combined_data.json").read_text()) if (outcome.out_dir / "combined_data.json").exists() else []
-        console.print_ranks(records)
+        combined = outcome.out_dir / "combined_data.json"
+        console.print_ranks(json.loads(combined.read_text()) if combined.exists() else [])
         console.print_summary(outcome.summary, str(outcome.out_dir))
     else:
         execution = outcome.execution
         console.err.print(f"[red]run {outcome.run_id} ended {execution.status if execution else 'FAILED'} without a summary[/]: {execution.error if execution else ''} {execution.cause if execution else ''}")
-    return outcome.exit_code
 
 
 def cmd_local(args: argparse.Namespace) -> int:
@@ -302,12 +333,12 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except (BadInput, CosmicAIError, ValueError, FileNotFoundError) as exc:
         if args.debug:
-            raise
+            traceback.print_exc()
         sys.stderr.write(f"cosmicai: error: {exc}\n")
         return EXIT_BAD_INPUT
     except NotImplementedError as exc:
         if args.debug:
-            raise
+            traceback.print_exc()
         sys.stderr.write(f"cosmicai: not supported: {exc}\n")
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

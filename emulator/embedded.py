@@ -58,6 +58,7 @@ class EmbeddedEmulator:
         self.server: Any = None
         self.pool: WorkerPool | None = None
         self._saved_port: str | None = None
+        self._previous_seam: Any = None
 
     @property
     def endpoint_url(self) -> str:
@@ -75,7 +76,7 @@ class EmbeddedEmulator:
         self._saved_port = os.environ.get("MOTO_PORT")
         os.environ["MOTO_PORT"] = str(self.port)
         self.pool = WorkerPool(self.endpoint_url, capacity=self.capacity, capacities=self.capacities, torch_threads=self.torch_threads)
-        install(self.pool)
+        self._previous_seam = install(self.pool)
         name_unnamed_executions()
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self.server.start()
@@ -107,7 +108,9 @@ class EmbeddedEmulator:
         if self.pool is not None:
             self.pool.shutdown()
             self.pool = None
-        uninstall()
+        if self._previous_seam is not None:
+            uninstall(self._previous_seam)
+            self._previous_seam = None
         if self.server is not None:
             self.server.stop()
             self.server = None

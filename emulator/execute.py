@@ -32,11 +32,18 @@ def start(sfn: Any, state_machine_arn: str, payload: dict[str, Any], name: str) 
     return sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(payload))["executionArn"]
 
 
-def count_records(s3: Any, bucket: str, result_prefix: str) -> int:
-    """Ranks that have written a record so far (paginated)."""
+def list_keys(s3: Any, bucket: str, prefix: str) -> list[str]:
+    """Every key under prefix (paginated)."""
+    return [obj["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix) for obj in page.get("Contents", [])]
+
+
+def count_records(s3: Any, bucket: str, result_prefix: str, since: float | None = None) -> int:
+    """Ranks that have written a record so far (paginated); only those written after ``since``."""
     total = 0
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{result_prefix}/ranks/"):
-        total += sum(1 for obj in page.get("Contents", []) if obj["Key"].endswith(".json"))
+        for obj in page.get("Contents", []):
+            if obj["Key"].endswith(".json") and (since is None or obj["LastModified"].timestamp() >= since):
+                total += 1
     return total
 
 
@@ -50,6 +57,7 @@ def wait(
     on_progress: Callable[[int], None] | None = None,
     poll_s: float = 0.5,
     timeout_s: float | None = None,
+    since: float | None = None,
 ) -> ExecutionResult:
     """Poll until the execution ends, reporting ranks done through on_progress."""
     started = time.perf_counter()
@@ -57,12 +65,12 @@ def wait(
         described = sfn.describe_execution(executionArn=execution_arn)
         if on_progress:
             try:
-                on_progress(count_records(s3, bucket, result_prefix))
+                on_progress(count_records(s3, bucket, result_prefix, since))
             except ClientError as exc:
                 logger.debug("progress listing failed: %s", exc)
         if described["status"] in TERMINAL:
             if on_progress:
-                on_progress(count_records(s3, bucket, result_prefix))
+                on_progress(count_records(s3, bucket, result_prefix, since))
             return ExecutionResult(
                 execution_arn=execution_arn,
                 status=described["status"],
@@ -77,7 +85,7 @@ def wait(
 
 
 def fetch_results(s3: Any, bucket: str, result_prefix: str, out_dir: Path) -> dict[str, Any] | None:
-    """Download summary.json, combined_data.json and every rank record; return the summary."""
+    """Download summary.json, combined_data.json, every rank record and its predictions; return the summary."""
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = None
     for name in ("summary.json", "combined_data.json"):
@@ -88,15 +96,15 @@ def fetch_results(s3: Any, bucket: str, result_prefix: str, out_dir: Path) -> di
         (out_dir / name).write_bytes(body)
         if name == "summary.json":
             summary = json.loads(body)
-    ranks_dir = out_dir / "ranks"
-    ranks_dir.mkdir(exist_ok=True)
-    prefix = f"{result_prefix}/ranks/"
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            stem = obj["Key"][len(prefix) :]
-            if stem.endswith(".json") and stem[:-5].isdigit():  # never a path taken from a key as is
-                body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
-                (ranks_dir / f"{int(stem[:-5])}.json").write_bytes(body)
+    for folder, suffix in (("ranks", ".json"), ("predictions", ".pt")):
+        local = out_dir / folder
+        local.mkdir(exist_ok=True)
+        prefix = f"{result_prefix}/{folder}/"
+        for key in list_keys(s3, bucket, prefix):
+            stem = key[len(prefix) :]
+            if stem.endswith(suffix) and stem[: -len(suffix)].isdigit():  # never a path taken from a key as is
+                body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+                (local / f"{int(stem[: -len(suffix)])}{suffix}").write_bytes(body)
     return summary
 
 

@@ -364,7 +364,10 @@ class WorkerPool:
             return self._finish(fn, request_id, reply["payload"], not reply["ok"], logs, time.perf_counter() - started, worker.rss_bytes())
         except WorkerFailed as failure:
             logs = worker.read_log() + worker.read_log("worker.log")
-            return self._finish(fn, request_id, failure.payload, True, logs, time.perf_counter() - started, 0)
+            payload = dict(failure.payload)
+            if payload["errorType"] == "Runtime.ExitError":
+                payload["stackTrace"] = logs.splitlines()[-30:]  # faulthandler's dump, or the last output
+            return self._finish(fn, request_id, payload, True, logs, time.perf_counter() - started, 0)
         except (OSError, ValueError) as exc:
             logs = worker.read_log() + worker.read_log("worker.log")
             payload = {"errorType": "Runtime.ExitError", "errorMessage": f"Runtime exited with error: {exc}"}
@@ -414,23 +417,20 @@ def seam_owner() -> Any:
     return LambdaFunction
 
 
-def install(pool: WorkerPool) -> None:
-    """Route moto's Lambda invocations to the pool (one pool per process)."""
+def install(pool: WorkerPool) -> Any:
+    """Route moto's Lambda invocations to the pool; return what was there, for ``uninstall``."""
     owner = seam_owner()
-    if not callable(getattr(owner, SEAM, None)):
+    previous = getattr(owner, SEAM, None)
+    if not callable(previous):
         raise RuntimeError(f"moto moved its Lambda seam: {owner.__name__}.{SEAM} is gone; pin moto~=5.2.5")
-    if not hasattr(owner, "_cosmicai_original"):
-        owner._cosmicai_original = getattr(owner, SEAM)
 
     def _invoke_lambda(self: Any, event: Any = None) -> tuple[str, bool, str]:
         return pool.invoke(self, event if event is not None else {})
 
     setattr(owner, SEAM, _invoke_lambda)
+    return previous
 
 
-def uninstall() -> None:
-    owner = seam_owner()
-    original = getattr(owner, "_cosmicai_original", None)
-    if original is not None:
-        setattr(owner, SEAM, original)
-        del owner._cosmicai_original
+def uninstall(previous: Any) -> None:
+    """Put back what ``install`` replaced."""
+    setattr(seam_owner(), SEAM, previous)

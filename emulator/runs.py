@@ -147,6 +147,89 @@ def build_payload(request: RunRequest, bucket: str, data_prefix: str, model_key:
     return payload
 
 
+def stage_inputs(
+    target: TargetSettings,
+    stack: deploy_mod.Stack,
+    request: RunRequest,
+    run_id: str,
+    progress: Progress,
+    deployment: deploy_mod.Deployment | None,
+) -> tuple[deploy_mod.Deployment, dict[str, Any], int]:
+    """Deploy if needed, upload the data and the model; return (deployment, payload, world size)."""
+    if request.payload is not None:
+        if deployment is None:
+            progress.stage("deploying")
+            deployment = deploy_mod.deploy(target, stack)
+        payload = build_payload(request, stack.bucket, "", "", run_id)
+        return deployment, payload, parse_payload(payload).world_size or 0
+    s3 = target.client("s3")
+    with tempfile.TemporaryDirectory(prefix="cosmicai-data-") as workdir:
+        progress.stage("preparing data")
+        paths, label = prepare_partitions(request, Path(workdir))
+        if request.world_size and request.world_size > len(paths):
+            raise PayloadError(f"world_size: {request.world_size} is larger than the number of partitions ({len(paths)})")
+        if deployment is None:
+            progress.stage("deploying")
+            deployment = deploy_mod.deploy(target, stack)
+        progress.stage(f"uploading {len(paths)} partitions and the {request.model} model")
+        model_name, checkpoint = model_checkpoint(request.model)
+        model_key = deploy_mod.upload_model(s3, stack.bucket, model_name, checkpoint)
+        data_prefix = f"data/{label}-{content_hash(paths)}"
+        deploy_mod.upload_files(s3, stack.bucket, data_prefix, paths)
+    payload = build_payload(request, stack.bucket, data_prefix, model_key, run_id)
+    return deployment, payload, request.world_size or len(paths)
+
+
+def launch(
+    target: TargetSettings,
+    stack: deploy_mod.Stack,
+    deployment: deploy_mod.Deployment,
+    payload: dict[str, Any],
+    *,
+    run_id: str,
+    execution_name: str,
+    out_dir: Path,
+    progress: Progress,
+    expected_ranks: int,
+    timeout_s: float | None = None,
+) -> RunOutcome:
+    """Start one execution, follow it, and fetch its results into out_dir."""
+    parsed = parse_payload(payload)
+    result_prefix = parsed.results_prefix(run_id)
+    s3, sfn = target.client("s3"), target.client("stepfunctions")
+    progress.stage("running")
+    arn = execute.start(sfn, deployment.state_machine_arn, payload, name=execution_name)
+    since = time.time() - 1
+    result = execute.wait(
+        sfn,
+        s3,
+        arn,
+        bucket=parsed.bucket,
+        result_prefix=result_prefix,
+        on_progress=lambda done: progress.ranks(done, expected_ranks),
+        timeout_s=timeout_s,
+        since=since,
+    )
+    progress.stage("fetching results")
+    summary = execute.fetch_results(s3, parsed.bucket, result_prefix, out_dir)
+    execute.fetch_logs(target.client("logs"), [stack.function_name(k) for k in deploy_mod.HANDLERS], out_dir)
+    if summary is None and result.error == "PayloadError":
+        raise PayloadError(_cause_message(result.cause))
+    status = summary["status"] if summary else "FAILED"
+    outcome = RunOutcome(run_id=run_id, status=status, summary=summary, out_dir=out_dir, execution=result)
+    outcome.exit_code = 0 if (summary and status == "SUCCEEDED" and not summary["ranks_failed"]) else 1
+    if summary is None:
+        logger.error("run %s ended %s without a summary: %s %s", run_id, result.status, result.error, result.cause)
+    return outcome
+
+
+def _cause_message(cause: str | None) -> str:
+    try:
+        return str(json.loads(cause or "")["errorMessage"])
+    except (ValueError, KeyError, TypeError):
+        return str(cause)
+
+
 def execute_run(
     target: TargetSettings,
     stack: deploy_mod.Stack,
@@ -160,53 +243,70 @@ def execute_run(
     progress = progress or Progress()
     run_id = request.run_id or (request.payload or {}).get("run_id") or new_run_id()
     out_dir = out_dir or Path("cosmicai-out") / run_id
-    s3 = target.client("s3")
-    with tempfile.TemporaryDirectory(prefix="cosmicai-data-") as workdir:
-        if request.payload is None:
-            progress.stage("preparing data")
-            paths, label = prepare_partitions(request, Path(workdir))
-            if request.world_size and request.world_size > len(paths):
-                raise PayloadError(f"world_size: {request.world_size} is larger than the number of partitions ({len(paths)})")
-            if deployment is None:
-                progress.stage("deploying")
-                deployment = deploy_mod.deploy(target, stack)
-            progress.stage(f"uploading {len(paths)} partitions and the {request.model} model")
-            model_name, checkpoint = model_checkpoint(request.model)
-            model_key = deploy_mod.upload_model(s3, stack.bucket, model_name, checkpoint)
-            data_prefix = f"data/{label}-{content_hash(paths)}"
-            deploy_mod.upload_files(s3, stack.bucket, data_prefix, paths)
-        else:
-            data_prefix, model_key = "", ""
-            if deployment is None:
-                progress.stage("deploying")
-                deployment = deploy_mod.deploy(target, stack)
-    payload = build_payload(request, stack.bucket, data_prefix, model_key, run_id)
-    parsed = parse_payload(payload)
-    result_prefix = parsed.results_prefix(run_id)
-    world_size = parsed.world_size or len(paths) if request.payload is None else parsed.world_size or 0
+    deployment, payload, world_size = stage_inputs(target, stack, request, run_id, progress, deployment)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "run.json").write_text(json.dumps({"run_id": run_id, "target": target.name, "payload": payload, "request": _jsonable(request)}, indent=1))
-    sfn = target.client("stepfunctions")
-    progress.stage("running")
-    arn = execute.start(sfn, deployment.state_machine_arn, payload, name=run_id)
-    result = execute.wait(
-        sfn,
-        s3,
-        arn,
-        bucket=parsed.bucket,
-        result_prefix=result_prefix,
-        on_progress=lambda done: progress.ranks(done, world_size),
-        timeout_s=request.timeout_s,
+    run_file = {"run_id": run_id, "target": target.name, "stack": stack.name, "bucket": stack.bucket, "payload": payload, "request": _jsonable(request)}
+    (out_dir / "run.json").write_text(json.dumps(run_file, indent=1))
+    return launch(
+        target, stack, deployment, payload, run_id=run_id, execution_name=run_id, out_dir=out_dir,
+        progress=progress, expected_ranks=world_size, timeout_s=request.timeout_s,
     )
-    progress.stage("fetching results")
-    summary = execute.fetch_results(s3, parsed.bucket, result_prefix, out_dir)
-    execute.fetch_logs(target.client("logs"), [stack.function_name(k) for k in deploy_mod.HANDLERS], out_dir)
-    status = summary["status"] if summary else "FAILED"
-    outcome = RunOutcome(run_id=run_id, status=status, summary=summary, out_dir=out_dir, execution=result)
-    outcome.exit_code = 0 if (summary and status == "SUCCEEDED" and not summary["ranks_failed"]) else 1
-    if summary is None:
-        logger.error("run %s ended %s without a summary: %s %s", run_id, result.status, result.error, result.cause)
-    return outcome
+
+
+def resume_run(
+    target: TargetSettings,
+    stack: deploy_mod.Stack,
+    run_dir: Path,
+    progress: Progress | None = None,
+    *,
+    deployment: deploy_mod.Deployment | None = None,
+) -> RunOutcome:
+    """Re-run only the failed or missing ranks of the run in run_dir; keep the rest; rewrite the summary.
+
+    The run folder is the durable record: its succeeded ranks (records and
+    predictions) are put back into the bucket first when the bucket no longer
+    has them (an in-process emulator starts empty), then the data is staged
+    again from the original request (fix a bad partition in place, then resume).
+    """
+    progress = progress or Progress()
+    try:
+        saved = json.loads((run_dir / "run.json").read_text())
+        previous = json.loads((run_dir / "summary.json").read_text())
+    except OSError as exc:
+        raise PayloadError(f"resume: {run_dir} is not a finished run's folder ({exc.strerror}: {exc.filename})") from None
+    run_id = saved["run_id"]
+    request = RunRequest(**{**saved["request"], "data": Path(saved["request"]["data"]) if saved["request"].get("data") else None})
+    deployment, payload, _ = stage_inputs(target, stack, request, run_id, progress, deployment)
+    parsed = parse_payload(saved["payload"])
+    result_prefix = parsed.results_prefix(run_id)
+    todo = [f["rank"] for f in previous["ranks_failed"]]
+    reseeded = reseed_ranks(target.client("s3"), parsed.bucket, result_prefix, run_dir)
+    logger.info("resume %s: %d ranks kept (%d put back), %d to re-run", run_id, previous["ranks_succeeded"], reseeded, len(todo))
+    payload = {**payload, "run_id": run_id, "resume": True, "world_size": previous["world_size"], "result_prefix": result_prefix}
+    attempt = 1 + sum(1 for key in saved.get("resumes", []))
+    saved.setdefault("resumes", []).append({"execution": f"{run_id}-resume-{attempt}", "ranks": todo})
+    (run_dir / "run.json").write_text(json.dumps(saved, indent=1))
+    return launch(
+        target, stack, deployment, payload, run_id=run_id, execution_name=f"{run_id}-resume-{attempt}", out_dir=run_dir,
+        progress=progress, expected_ranks=len(todo), timeout_s=request.timeout_s,
+    )
+
+
+def reseed_ranks(s3: Any, bucket: str, result_prefix: str, run_dir: Path) -> int:
+    """Put the run folder's succeeded records and predictions back where the bucket lacks them."""
+    present = set(execute.list_keys(s3, bucket, f"{result_prefix}/ranks/"))
+    count = 0
+    for path in sorted((run_dir / "ranks").glob("*.json")):
+        record = json.loads(path.read_text())
+        key = f"{result_prefix}/ranks/{path.name}"
+        if record.get("status") != "succeeded" or key in present:
+            continue
+        s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
+        predictions = run_dir / "predictions" / f"{path.stem}.pt"
+        if predictions.is_file():
+            s3.put_object(Bucket=bucket, Key=f"{result_prefix}/predictions/{predictions.name}", Body=predictions.read_bytes())
+        count += 1
+    return count
 
 
 def _jsonable(request: RunRequest) -> dict[str, Any]:

@@ -7,7 +7,8 @@ project's keys accepted as aliases so its payloads run unchanged:
 key                            alias (reference)                meaning
 =============================  ===============================  =========================================
 bucket                         S3_BUCKET                        bucket holding scripts/ and results/
-data_bucket                    (reference ``data_bucket``)      bucket of the partitions (default: bucket)
+data_bucket                    data_bucket                      bucket of the partitions (default: bucket;
+                                                                alone, it is also the bucket)
 data_prefix                    DATA_PREFIX                      prefix of the partition files
 world_size                     file_limit                       number of ranks (default: one per partition)
 batch_size                                                      inference batch size (default 512)
@@ -88,6 +89,13 @@ class Payload(BaseModel):
             alias = field.validation_alias
             if isinstance(alias, AliasChoices):
                 known.update(str(choice) for choice in alias.choices)
+        for name, field in cls.model_fields.items():
+            alias = field.validation_alias
+            given = {key: data[key] for key in (alias.choices if isinstance(alias, AliasChoices) else []) if key in data}
+            if len({repr(value) for value in given.values()}) > 1:
+                raise ValueError(f"conflicting values for {name!r}: {', '.join(f'{k}={v!r}' for k, v in given.items())}")
+        if "bucket" not in data and "S3_BUCKET" not in data and "data_bucket" in data:
+            data = {**data, "bucket": data["data_bucket"]}  # the reference's data_bucket alone names the bucket
         for key in data:
             if key in known or key in IGNORED_REFERENCE_KEYS:
                 continue

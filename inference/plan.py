@@ -11,7 +11,8 @@ from inference.payload import Payload, RankItem
 
 def partition_keys(keys: Iterable[str], prefix: str) -> list[str]:
     """Keys directly under prefix named <int>.pt, in numeric (rank) order."""
-    direct = [key for key in keys if "/" not in key[len(prefix) :]]
+    prefix = prefix if not prefix or prefix.endswith("/") else f"{prefix}/"
+    direct = [key for key in keys if key.startswith(prefix) and "/" not in key[len(prefix) :]]
     return [str(key) for key in sorted_partitions(direct)]
 
 

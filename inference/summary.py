@@ -17,7 +17,7 @@ total; see ``inference.cost``).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from inference.cost import run_cost
@@ -36,10 +36,10 @@ def _seconds_between(start: str | None, end: str) -> float | None:
     if not start:
         return None
     try:
-        a = datetime.fromisoformat(start.replace("Z", "+00:00"))
-        b = datetime.fromisoformat(end.replace("Z", "+00:00"))
+        a, b = (datetime.fromisoformat(t.replace("Z", "+00:00")) for t in (start, end))
     except ValueError:
         return None
+    a, b = (t if t.tzinfo else t.replace(tzinfo=timezone.utc) for t in (a, b))  # naive means UTC
     return max((b - a).total_seconds(), 0.0)
 
 
@@ -56,7 +56,8 @@ def build_summary(
     timeout_s: float,
     result_prefix: str,
 ) -> dict[str, Any]:
-    """The run's summary from its records keyed by rank (1..world_size)."""
+    """The run's summary from its records keyed by rank (1..world_size; strays are ignored)."""
+    records = {rank: record for rank, record in records.items() if 1 <= rank <= world_size}
     succeeded = {r: rec for r, rec in records.items() if rec.get("status") == "succeeded"}
     failed = []
     for rank in range(1, world_size + 1):

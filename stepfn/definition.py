@@ -45,7 +45,7 @@ def template() -> dict[str, Any]:
 
 def render(arns: dict[str, str], max_concurrency: int) -> str:
     """Substitute function ARNs and MaxConcurrency; return the JSON text to deploy."""
-    if not isinstance(max_concurrency, int) or max_concurrency < 1:
+    if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
         raise DefinitionError(f"max_concurrency must be an integer >= 1, got {max_concurrency!r}")
     values: dict[str, Any] = {**arns, "MaxConcurrency": max_concurrency}
     missing = [name for name in PLACEHOLDERS if name not in values]
@@ -102,7 +102,7 @@ def validate(definition: dict[str, Any]) -> None:
     if reader.get("Resource") != "arn:aws:states:::s3:getObject":
         raise DefinitionError("InferRanks must read its items with the s3:getObject ItemReader")
     concurrency = mapped.get("MaxConcurrency")
-    if not isinstance(concurrency, int) or concurrency < 1:
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise DefinitionError("InferRanks must set an explicit MaxConcurrency >= 1")
     tolerated = mapped.get("ToleratedFailurePercentage")
     if tolerated is not None and not isinstance(tolerated, float):

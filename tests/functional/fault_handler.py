@@ -5,7 +5,9 @@ Infer function's handler set to ``fault_handler.infer``. ``COSMICAI_TEST_FAULTS`
 is a JSON object {rank: fault}; other ranks run the real handler unchanged.
 Faults: ``timeout`` (sleep past the function's Timeout), ``oom`` (allocate
 past MemorySize), ``crash`` (the process dies without a Python exception),
-``error`` (a handler exception).
+``error`` (a handler exception), ``missing`` (the rank's partition is deleted
+from S3 just before the real handler reads it). Every invocation prints
+``fault-injection rank=<r> fault=<f>`` so tests can count retries.
 """
 
 import json
@@ -22,6 +24,12 @@ class InjectedError(Exception):
 
 def infer(event, context):
     fault = json.loads(os.environ.get("COSMICAI_TEST_FAULTS", "{}")).get(str(event.get("rank")))
+    print(f"fault-injection rank={event.get('rank')} fault={fault}", flush=True)
+    if fault == "missing":
+        import boto3
+
+        for key in event["partitions"]:
+            boto3.client("s3").delete_object(Bucket=event["data_bucket"], Key=key)
     if fault == "timeout":
         time.sleep(3600)
     elif fault == "oom":

@@ -14,7 +14,7 @@ import psutil
 import pytest
 import torch
 
-from emulator.deploy import Stack, deploy, upload_files, upload_model
+from emulator.deploy import upload_files, upload_model
 from emulator.execute import read_log_events
 from emulator.runs import RunRequest, execute_run, model_checkpoint
 from inference.data import generate, list_partitions, split
@@ -104,34 +104,6 @@ def test_summarize_log_line_is_readable_through_cloudwatch_logs(target, tiny_sta
     lines = [e["message"] for e in read_log_events(logs, group)]
     assert any("SUMMARY" in line and f"run={outcome.run_id}" in line and "status=SUCCEEDED" in line for line in lines)
     assert any(line.startswith("REPORT RequestId:") for line in lines)
-
-
-@pytest.fixture(scope="module")
-def fault_stack(target):
-    """A second deployment whose Infer handler injects faults into chosen ranks."""
-    handler = (Path(__file__).parent / "fault_handler.py").read_bytes()
-    stack = Stack(
-        name="cosmicai-faults",
-        bucket="cosmicai-faults",
-        infer_memory_mb=1200,
-        infer_timeout_s=6,
-        max_concurrency=2,
-        extra_files={"fault_handler.py": handler},
-        handler_overrides={"infer": "fault_handler.infer"},
-        environment={"COSMICAI_TEST_FAULTS": json.dumps({"2": "timeout"})},
-    )
-    return stack, deploy(target, stack)
-
-
-def test_a_handler_sleeping_past_its_timeout_is_killed_and_reported(target, fault_stack, tiny_partitions, tmp_path):
-    stack, deployment = fault_stack
-    outcome = run_tiny(target, stack, deployment, tmp_path / "out", data=tiny_partitions)
-    summary = outcome.summary
-    assert outcome.exit_code == 1
-    assert [f["rank"] for f in summary["ranks_failed"]] == [2]
-    error = summary["ranks_failed"][0]["error"]
-    assert error == {"type": "Sandbox.Timedout", "message": "Task timed out after 6.00 seconds"}
-    assert summary["ranks_succeeded"] == 3
 
 
 def test_no_worker_process_outlives_the_emulator(tmp_path):

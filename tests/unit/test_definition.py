@@ -77,10 +77,7 @@ def test_render_rejects_a_missing_arn():
         render(arns, 2)
 
 
-BOOL_BUG = pytest.mark.xfail(strict=True, reason="library bug: render/validate accept a bool (True is an int) as MaxConcurrency")
-
-
-@pytest.mark.parametrize("bad", [0, -1, 1.5, "4", None, pytest.param(True, marks=BOOL_BUG)])
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "4", None, True])
 def test_render_rejects_bad_max_concurrency(bad):
     with pytest.raises(DefinitionError, match="max_concurrency"):
         render(ARNS, bad)  # type: ignore[arg-type]
@@ -131,7 +128,7 @@ def _retry_all(d):
         (lambda d: _map(d).pop("MaxConcurrency"), "MaxConcurrency"),
         (lambda d: _map(d).update(MaxConcurrency=0), "MaxConcurrency"),
         (lambda d: _map(d).update(MaxConcurrency="4"), "MaxConcurrency"),
-        pytest.param(lambda d: _map(d).update(MaxConcurrency=True), "MaxConcurrency", marks=BOOL_BUG),
+        pytest.param(lambda d: _map(d).update(MaxConcurrency=True), "MaxConcurrency"),
         (_retry_partition_error, "PartitionError"),
         (_retry_all, "States.ALL"),
         (lambda d: _map(d).update(ToleratedFailurePercentage=0), "ToleratedFailurePercentage"),

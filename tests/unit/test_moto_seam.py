@@ -32,12 +32,13 @@ def test_install_and_uninstall_swap_the_seam():
         def invoke(self, fn, event):
             return ("{}", False, "")
 
-    runner.install(FakePool())
+    previous = runner.install(FakePool())
     try:
+        assert previous is original
         assert getattr(LambdaFunction, runner.SEAM) is not original
         assert getattr(LambdaFunction, runner.SEAM)(object(), {"a": 1}) == ("{}", False, "")
     finally:
-        runner.uninstall()
+        runner.uninstall(previous)
     assert getattr(LambdaFunction, runner.SEAM) is original
 
 
