@@ -8,6 +8,7 @@ line on stderr (``--debug`` adds the traceback).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -117,7 +118,20 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--detach", action="store_true")
     up.add_argument("--max-concurrency", type=positive_int, default=2)
     emu_sub.add_parser("down")
+
+    for name, help_text in PLUGGED.items():
+        module = importlib.import_module(f"emulator.{name}")
+        module.add_arguments(sub.add_parser(name, help=help_text))
     return parser
+
+
+# Commands whose arguments and body live in their own module: emulator.<name> defines
+# add_arguments(parser) and main(args) -> exit code.
+PLUGGED = {
+    "doctor": "say what this machine can run (Docker, LocalStack, AWS credentials, torch)",
+    "bench": "sweep data sizes, batch sizes and world sizes through the pipeline; write results.csv, report.md and plots",
+    "report": "draw one run's per-rank timeline, throughput and memory beside its summary",
+}
 
 
 # -- commands -----------------------------------------------------------------------
@@ -127,7 +141,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from emulator import console
     from emulator.deploy import Stack
     from emulator.runs import DEFAULT_SAMPLES, RunRequest, execute_run, open_target
-    from emulator.targets import resolve
+    from emulator.targets import check_ready, resolve
 
     if args.resume:
         return _resume(args)
@@ -145,8 +159,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         parse_payload(payload)
     target = resolve(args.target, endpoint=args.endpoint)
-    if target.name != "embedded":
-        raise NotImplementedError(f"target {target.name!r}: not built yet (embedded only in this version)")
+    check_ready(target)
     world = args.world_size if not (args.data and args.data.is_dir()) else None
     concurrency = args.max_concurrency or max(1, min(os.cpu_count() or 1, world or 4))
     request = RunRequest(
@@ -174,15 +187,14 @@ def _resume(args: argparse.Namespace) -> int:
     from emulator import console
     from emulator.deploy import Stack
     from emulator.runs import open_target, resume_run
-    from emulator.targets import resolve
+    from emulator.targets import check_ready, resolve
 
     run_dir = args.out or Path("cosmicai-out") / args.resume
     if not (run_dir / "run.json").is_file():
         raise BadInput(f"--resume {args.resume}: no run folder at {run_dir} (pass the run's --out)")
     saved = json.loads((run_dir / "run.json").read_text())
     target = resolve(saved.get("target"), endpoint=args.endpoint)
-    if target.name != "embedded":
-        raise NotImplementedError(f"target {target.name!r}: not built yet (embedded only in this version)")
+    check_ready(target)
     concurrency = args.max_concurrency or max(1, min(os.cpu_count() or 1, 4))
     stack = Stack(name=saved.get("stack", args.stack), bucket=saved.get("bucket", args.bucket), infer_memory_mb=args.memory, infer_timeout_s=args.timeout, max_concurrency=concurrency)
     with console.run_progress(enabled=not args.json) as progress, open_target(target, capacity=concurrency) as (live, _):
@@ -238,12 +250,11 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     from emulator import console
     from emulator.deploy import Stack, deploy, upload_model
     from emulator.runs import model_checkpoint
-    from emulator.targets import resolve
+    from emulator.targets import check_ready, resolve
 
     _check_model(args.model)
     target = resolve(args.target, endpoint=args.endpoint)
-    if target.name != "embedded":
-        raise NotImplementedError(f"target {target.name!r}: not built yet (embedded only in this version)")
+    check_ready(target)
     if target.in_process:
         raise BadInput("no emulator is running: start one with 'cosmicai emulator up --detach' (or pass --endpoint)")
     stack = Stack(name=args.stack, bucket=args.bucket, infer_memory_mb=args.memory, infer_timeout_s=args.timeout, max_concurrency=args.max_concurrency)
@@ -258,7 +269,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 def cmd_logs(args: argparse.Namespace) -> int:
     from emulator import console
     from emulator.execute import read_log_events
-    from emulator.targets import resolve
+    from emulator.targets import check_ready, resolve
 
     function = f"{args.stack}-{args.function}"
     target = resolve(args.target, endpoint=args.endpoint)
@@ -326,15 +337,22 @@ def _read_json(path: Path, what: str) -> Any:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    command = COMMANDS.get(args.command) or importlib.import_module(f"emulator.{args.command}").main
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from emulator.targets import TargetUnavailable
     from inference.errors import CosmicAIError
 
     try:
-        return COMMANDS[args.command](args)
+        return command(args)
     except (BadInput, CosmicAIError, ValueError, FileNotFoundError) as exc:
         if args.debug:
             traceback.print_exc()
         sys.stderr.write(f"cosmicai: error: {exc}\n")
+        return EXIT_BAD_INPUT
+    except TargetUnavailable as exc:
+        if args.debug:
+            traceback.print_exc()
+        sys.stderr.write(f"cosmicai: {exc}\n")
         return EXIT_BAD_INPUT
     except NotImplementedError as exc:
         if args.debug:

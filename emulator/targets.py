@@ -81,6 +81,17 @@ def aws(endpoint: str | None = None, region: str | None = None) -> TargetSetting
     return TargetSettings("aws", None, _region(region), None, "image", in_process=False)
 
 
+class TargetUnavailable(RuntimeError):
+    """The target's engine cannot be reached; the message says how to start it."""
+
+
+def check_ready(settings: TargetSettings) -> None:
+    """Fail fast, with the fix, when the target cannot run the pipeline now."""
+    if settings.name == "embedded":
+        return
+    raise NotImplementedError(f"target {settings.name!r}: not built yet (embedded only in this version)")
+
+
 TARGETS: dict[str, Callable[..., TargetSettings]] = {"embedded": embedded, "localstack": localstack, "aws": aws}
 
 
