@@ -73,6 +73,9 @@ class EmbeddedEmulator:
         _active = self
         for name in _QUIET_LOGGERS:
             logging.getLogger(name).setLevel(logging.ERROR)
+        # moto logs every failed state as an ERROR with the state's whole repr; the execution
+        # history and our rank records carry the failure already.
+        logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
         self._saved_port = os.environ.get("MOTO_PORT")
         os.environ["MOTO_PORT"] = str(self.port)
         self.pool = WorkerPool(self.endpoint_url, capacity=self.capacity, capacities=self.capacities, torch_threads=self.torch_threads)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -143,3 +144,22 @@ def test_resume_reruns_only_the_failed_rank(tmp_path):
         assert json.loads((out / "ranks" / f"{rank}.json").read_text()) == record  # kept, not re-run
     assert json.loads((out / "ranks" / "3.json").read_text())["status"] == "succeeded"
     assert json.loads((out / "summary.json").read_text())["ranks_failed"] == []
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"data_prefix": "data/nothing-here"}, "no partitions"),
+        ({"data_prefix": "data/reference", "world_size": 99}, re.escape("world_size: 99 is larger than the number of partitions (4)")),
+    ],
+)
+def test_bad_payloads_fail_at_initialize_before_any_rank_runs(target, tiny_stack, deployment, tiny_partitions, tmp_path, payload, message):
+    from emulator.deploy import upload_files
+    from inference.data import list_partitions
+    from inference.errors import PayloadError
+
+    upload_files(target.client("s3"), tiny_stack.bucket, "data/reference", list_partitions(tiny_partitions))
+    full = {"bucket": tiny_stack.bucket, "model_key": "tiny", **payload}
+    with pytest.raises(PayloadError, match=message):
+        execute_run(target, tiny_stack, RunRequest(payload=full), tmp_path / "out", deployment=deployment)
+    assert not list((tmp_path / "out").glob("ranks/*.json"))
