@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--stack", default="cosmicai", help="name prefix of the deployed resources")
     run.add_argument("--bucket", default="cosmicai-data")
     run.add_argument("--json", action="store_true", help="print only the summary JSON on stdout")
+    _add_aws_arguments(run)
 
     local = sub.add_parser("local", help="run one partition in this process (the reference's 'Local' row)")
     local.add_argument("--data", type=Path, required=True)
@@ -102,6 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--max-concurrency", type=positive_int, default=2)
     deploy.add_argument("--memory", type=positive_int, default=3008)
     deploy.add_argument("--timeout", type=positive_int, default=900)
+    _add_aws_arguments(deploy)
+
+    destroy = sub.add_parser("destroy", help="delete every resource a deploy created (tagged with the stack)")
+    destroy.add_argument("--target", default="aws")
+    destroy.add_argument("--endpoint", default=None)
+    destroy.add_argument("--region", default=None)
+    destroy.add_argument("--stack", default="cosmicai")
+    destroy.add_argument("--bucket", default="cosmicai-data")
+    destroy.add_argument("--force", action="store_true", help="also delete objects in the bucket that the stack did not write")
 
     logs = sub.add_parser("logs", help="print a function's CloudWatch log lines")
     logs.add_argument("--function", default="summarize", help="initialize, infer, record-failure or summarize")
@@ -134,6 +144,21 @@ PLUGGED = {
 }
 
 
+def _add_aws_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--region", default=None, help="AWS region (default: the standard chain's, else us-east-1)")
+    parser.add_argument("--image-uri", default=None, help="aws: an Infer image already in ECR (default: build and push inference/Dockerfile)")
+    parser.add_argument("--yes", action="store_true", help="aws: create resources and start executions without asking")
+
+
+def _estimate_samples_per_rank(args: argparse.Namespace, world: int) -> int:
+    from inference.naming import SAMPLE_BYTES
+
+    if args.data is None:
+        return max(1, (args.samples or 2048) // world)
+    files = list(args.data.glob("*.pt")) if args.data.is_dir() else [args.data]
+    return max(1, sum(f.stat().st_size for f in files) // SAMPLE_BYTES // world)
+
+
 # -- commands -----------------------------------------------------------------------
 
 
@@ -158,10 +183,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         from inference.payload import parse_payload
 
         parse_payload(payload)
-    target = resolve(args.target, endpoint=args.endpoint)
+    target = resolve(args.target, endpoint=args.endpoint, region=args.region)
     check_ready(target)
     world = args.world_size if not (args.data and args.data.is_dir()) else None
     concurrency = args.max_concurrency or max(1, min(os.cpu_count() or 1, world or 4))
+    if target.name == "aws" and not args.max_concurrency:
+        concurrency = 1000  # Lambda scales out: let the Map run every rank at once
     request = RunRequest(
         data=args.data,
         samples=args.samples or DEFAULT_SAMPLES,
@@ -177,7 +204,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         payload=payload,
     )
     stack = Stack(name=args.stack, bucket=args.bucket, infer_memory_mb=args.memory, infer_timeout_s=args.timeout, max_concurrency=concurrency)
+    if target.name == "aws":
+        from emulator import aws
+
+        ranks = world or (len(list(args.data.glob("*.pt"))) if args.data and args.data.is_dir() else 4)
+        stack = aws.prepare_stack(
+            target, stack, yes=args.yes, image_uri=args.image_uri, show=console.err.print,
+            world_size=ranks, samples_per_rank=_estimate_samples_per_rank(args, ranks),
+        )
     with console.run_progress(enabled=not args.json) as progress, open_target(target, capacity=concurrency) as (live, _):
+        if target.name == "aws":
+            from emulator.aws import console_url
+
+            progress.started = lambda arn: console.err.print(f"execution: {console_url(target.region, arn)}")
         outcome = execute_run(live, stack, request, args.out, progress)
     _report(args, outcome)
     return outcome.exit_code
@@ -253,16 +292,34 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     from emulator.targets import check_ready, resolve
 
     _check_model(args.model)
-    target = resolve(args.target, endpoint=args.endpoint)
+    target = resolve(args.target, endpoint=args.endpoint, region=args.region)
     check_ready(target)
     if target.in_process:
         raise BadInput("no emulator is running: start one with 'cosmicai emulator up --detach' (or pass --endpoint)")
     stack = Stack(name=args.stack, bucket=args.bucket, infer_memory_mb=args.memory, infer_timeout_s=args.timeout, max_concurrency=args.max_concurrency)
+    if target.name == "aws":
+        from emulator import aws
+
+        stack = aws.prepare_stack(target, stack, yes=args.yes, image_uri=args.image_uri, show=console.err.print)
     deployment = deploy(target, stack)
     name, checkpoint = model_checkpoint(args.model)
-    key = upload_model(target.client("s3"), stack.bucket, name, checkpoint)
-    console.out.print(f"deployed to {target.endpoint_url}: state machine {deployment.state_machine_arn}")
+    key = upload_model(target.client("s3"), stack.bucket, name, checkpoint, stack.tags)
+    console.out.print(f"deployed to {target.endpoint_url or 'AWS ' + target.region}: state machine {deployment.state_machine_arn}")
     console.out.print(f"bucket s3://{stack.bucket} (results/, scripts/), model s3://{stack.bucket}/{key}")
+    return EXIT_OK
+
+
+def cmd_destroy(args: argparse.Namespace) -> int:
+    from emulator import console
+    from emulator.aws import destroy
+    from emulator.targets import check_ready, resolve
+
+    target = resolve(args.target, endpoint=args.endpoint, region=args.region)
+    check_ready(target)
+    if target.in_process:
+        raise BadInput("no emulator is running: nothing to destroy")
+    deleted = destroy(target, args.stack, args.bucket, force=args.force, log=console.out.print)
+    console.out.print(f"{len(deleted)} resources of stack {args.stack!r} deleted" if deleted else f"nothing tagged with stack {args.stack!r} was found")
     return EXIT_OK
 
 
@@ -310,6 +367,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "data": cmd_data,
     "deploy": cmd_deploy,
     "logs": cmd_logs,
+    "destroy": cmd_destroy,
     "emulator": cmd_emulator,
 }
 
@@ -339,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command = COMMANDS.get(args.command) or importlib.import_module(f"emulator.{args.command}").main
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from emulator.aws import NotConfirmed, RefusedDestroy
     from emulator.targets import TargetUnavailable
     from inference.errors import CosmicAIError
 
@@ -349,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         sys.stderr.write(f"cosmicai: error: {exc}\n")
         return EXIT_BAD_INPUT
-    except TargetUnavailable as exc:
+    except (TargetUnavailable, NotConfirmed, RefusedDestroy) as exc:
         if args.debug:
             traceback.print_exc()
         sys.stderr.write(f"cosmicai: {exc}\n")

@@ -67,6 +67,7 @@ class Progress:
 
     stage: Callable[[str], None] = lambda message: None
     ranks: Callable[[int, int], None] = lambda done, total: None
+    started: Callable[[str], None] = lambda execution_arn: None
 
 
 def new_run_id() -> str:
@@ -173,9 +174,9 @@ def stage_inputs(
             deployment = deploy_mod.deploy(target, stack)
         progress.stage(f"uploading {len(paths)} partitions and the {request.model} model")
         model_name, checkpoint = model_checkpoint(request.model)
-        model_key = deploy_mod.upload_model(s3, stack.bucket, model_name, checkpoint)
+        model_key = deploy_mod.upload_model(s3, stack.bucket, model_name, checkpoint, stack.tags)
         data_prefix = f"data/{label}-{content_hash(paths)}"
-        deploy_mod.upload_files(s3, stack.bucket, data_prefix, paths)
+        deploy_mod.upload_files(s3, stack.bucket, data_prefix, paths, tags=stack.tags)
     payload = build_payload(request, stack.bucket, data_prefix, model_key, run_id)
     return deployment, payload, request.world_size or len(paths)
 
@@ -199,6 +200,7 @@ def launch(
     s3, sfn = target.client("s3"), target.client("stepfunctions")
     progress.stage("running")
     arn = execute.start(sfn, deployment.state_machine_arn, payload, name=execution_name)
+    progress.started(arn)
     since = time.time() - 1
     result = execute.wait(
         sfn,

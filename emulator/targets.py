@@ -89,7 +89,25 @@ def check_ready(settings: TargetSettings) -> None:
     """Fail fast, with the fix, when the target cannot run the pipeline now."""
     if settings.name == "embedded":
         return
+    if settings.name == "aws":
+        _check_aws(settings)
+        return
     raise NotImplementedError(f"target {settings.name!r}: not built yet (embedded only in this version)")
+
+
+def _check_aws(settings: TargetSettings) -> None:
+    """Credentials from botocore's standard chain, and an account that answers."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if settings.session().get_credentials() is None:
+        raise TargetUnavailable(
+            "no AWS credentials found (standard chain: environment, ~/.aws/credentials, SSO, instance role); "
+            "run 'aws configure' or 'aws sso login', or set AWS_PROFILE"
+        )
+    try:
+        settings.client("sts").get_caller_identity()
+    except (BotoCoreError, ClientError) as exc:
+        raise TargetUnavailable(f"AWS did not accept the credentials in region {settings.region}: {exc}") from None
 
 
 TARGETS: dict[str, Callable[..., TargetSettings]] = {"embedded": embedded, "localstack": localstack, "aws": aws}

@@ -8,11 +8,14 @@ branches on the target. Listings always paginate (no 1,000-key truncation).
 from __future__ import annotations
 
 import json
+import os
 from functools import lru_cache
 from typing import Any, Iterator
 
 import boto3
 from botocore.config import Config
+
+from inference.constants import STACK
 
 _RETRIES = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=32)
 
@@ -40,8 +43,13 @@ def get_json(bucket: str, key: str) -> Any:
 
 
 def put_bytes(bucket: str, key: str, body: bytes, content_type: str = "application/octet-stream") -> None:
-    """One PutObject: S3 makes the object visible whole or not at all (atomic)."""
-    client().put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+    """One PutObject: S3 makes the object visible whole or not at all (atomic).
+
+    Tagged with the deployment's stack (``COSMICAI_STACK``) so that destroy
+    can tell the objects the pipeline wrote from a user's own.
+    """
+    extra = {"Tagging": f"cosmicai:stack={os.environ[STACK]}"} if os.environ.get(STACK) else {}
+    client().put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type, **extra)
 
 
 def put_json(bucket: str, key: str, value: Any) -> None:
