@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 from typing import Any, Callable
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=positive_int, default=512)
     run.add_argument("--max-concurrency", type=positive_int, default=None, help="Map MaxConcurrency and warm workers (default: cores, at most world size)")
     run.add_argument("--model", default="full", help="tiny, full or a checkpoint file")
+    run.add_argument("--model-folder", type=Path, help="your own model folder (model.py with load/predict; see the README)")
     run.add_argument("--memory", type=positive_int, default=3008, help="Infer function MemorySize in MB (enforced on RSS)")
     run.add_argument("--timeout", type=positive_int, default=900, help="Infer function Timeout in seconds")
     run.add_argument("--tolerated-failure-percentage", type=float, default=0.0)
@@ -99,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--endpoint", default=None)
     deploy.add_argument("--stack", default="cosmicai")
     deploy.add_argument("--bucket", default="cosmicai-data")
-    deploy.add_argument("--model", default="full")
+    deploy.add_argument("--model", default="full", help="tiny, full or a checkpoint file")
+    deploy.add_argument("--model-folder", type=Path, help="your own model folder, uploaded under scripts/<folder name>/")
     deploy.add_argument("--max-concurrency", type=positive_int, default=2)
     deploy.add_argument("--memory", type=positive_int, default=3008)
     deploy.add_argument("--timeout", type=positive_int, default=900)
@@ -198,6 +201,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         max_concurrency=concurrency,
         model=args.model,
+        model_folder=args.model_folder,
         run_id=args.run_id,
         tolerated_failure_percentage=args.tolerated_failure_percentage,
         device=args.device,
@@ -287,8 +291,8 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     from emulator import console
-    from emulator.deploy import Stack, deploy, upload_model
-    from emulator.runs import model_checkpoint
+    from emulator.deploy import Stack, deploy, upload_model_folder
+    from emulator.runs import model_folder
     from emulator.targets import check_ready, resolve
 
     _check_model(args.model)
@@ -302,10 +306,11 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
         stack = aws.prepare_stack(target, stack, yes=args.yes, image_uri=args.image_uri, show=console.err.print)
     deployment = deploy(target, stack)
-    name, checkpoint = model_checkpoint(args.model)
-    key = upload_model(target.client("s3"), stack.bucket, name, checkpoint, stack.tags)
+    with tempfile.TemporaryDirectory() as workdir:
+        name, folder = model_folder(args.model, args.model_folder, Path(workdir))
+        key = upload_model_folder(target.client("s3"), stack.bucket, name, folder, stack.tags)
     console.out.print(f"deployed to {target.endpoint_url or 'AWS ' + target.region}: state machine {deployment.state_machine_arn}")
-    console.out.print(f"bucket s3://{stack.bucket} (results/, scripts/), model s3://{stack.bucket}/{key}")
+    console.out.print(f"bucket s3://{stack.bucket} (results/, scripts/), model folder s3://{stack.bucket}/{key}/ (payload model_key {name!r})")
     return EXIT_OK
 
 

@@ -8,7 +8,7 @@ vendored). Every resource is tagged ``cosmicai:stack=<name>``. Idempotent:
 a second deploy with the same inputs changes nothing.
 
 Objects written: ``results/`` and ``scripts/`` folder markers,
-``scripts/<model>/model.pt`` (checkpoint with its config) and
+``scripts/<model>/`` (a model folder and its ``cosmicai-folder.json``) and
 ``data/<name>/<n>.pt`` (partitions), each tagged with the stack.
 """
 
@@ -300,7 +300,7 @@ def deploy(target: TargetSettings, stack: Stack) -> Deployment:
             environment=environment,
             tags=stack.tags,
             handler=None if from_image else stack.handler_overrides.get(key, handler),
-            runtime=None if from_image else stack.runtime,
+            runtime=None if from_image else (target.zip_runtime or stack.runtime),
             code=None if from_image else code,
             image_uri=stack.image_uri if from_image else None,
         )
@@ -327,7 +327,13 @@ def upload_files(s3: Any, bucket: str, prefix: str, paths: list[Path], progress:
     return keys
 
 
-def upload_model(s3: Any, bucket: str, name: str, checkpoint: bytes, tags: dict[str, str] | None = None) -> str:
-    key = f"scripts/{name}/model.pt"
-    put_tagged(s3, bucket, key, checkpoint, tags or {})
-    return key
+def upload_model_folder(s3: Any, bucket: str, name: str, folder: Path, tags: dict[str, str] | None = None) -> str:
+    """Upload a model folder under scripts/<name>/, its manifest (with the content digest) last."""
+    from inference.modelfolder import MANIFEST, manifest
+
+    prefix = f"scripts/{name}"
+    listing = manifest(folder, name)
+    for file in listing["files"]:
+        put_tagged(s3, bucket, f"{prefix}/{file}", (folder / file).read_bytes(), tags or {})
+    put_tagged(s3, bucket, f"{prefix}/{MANIFEST}", json.dumps(listing, indent=1).encode(), tags or {})
+    return prefix

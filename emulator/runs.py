@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from importlib import resources
 import json
 import logging
 import secrets
+import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
@@ -26,6 +28,9 @@ from emulator.targets import TargetSettings
 from inference.data import generate, list_partitions, load_partition, parse_size, split
 from inference.errors import PayloadError
 from inference.model import CONFIGS, checkpoint_bytes, load_checkpoint, load_model
+from inference.modelfolder import MODULE
+
+BUILTIN_FOLDER = Path(str(resources.files("inference.builtin") / "redshift"))  # the built-in model, as a model folder
 from inference.payload import parse_payload
 
 logger = logging.getLogger(__name__)
@@ -44,6 +49,7 @@ class RunRequest:
     batch_size: int = 512
     max_concurrency: int | None = None
     model: str = "full"
+    model_folder: Path | None = None  # a user's model folder (overrides model)
     run_id: str | None = None
     tolerated_failure_percentage: float = 0.0
     device: str = "cpu"
@@ -74,18 +80,29 @@ def new_run_id() -> str:
     return time.strftime("run-%Y%m%d-%H%M%S-") + secrets.token_hex(3)
 
 
-def model_checkpoint(spec: str) -> tuple[str, bytes]:
-    """(name, checkpoint bytes) for a built-in config name or a user's checkpoint file."""
+def model_folder(spec: str, folder: Path | None, workdir: Path) -> tuple[str, Path]:
+    """(name, folder) to deploy: a user's model folder, or the built-in redshift folder
+    with the checkpoint of a config name (tiny, full) or of a checkpoint file."""
+    if folder is not None:
+        if not (folder / MODULE).is_file():
+            raise PayloadError(f"--model-folder {folder}: no {MODULE} in it (see the README's model folder interface)")
+        return _safe_name(folder.resolve().name), folder
     if spec in CONFIGS:
-        model = load_model(spec)
-        name = spec
+        model, name = load_model(spec), spec
     else:
         path = Path(spec)
         if not path.is_file():
             raise PayloadError(f"model: {spec!r} is neither a built-in model ({', '.join(CONFIGS)}) nor a checkpoint file")
-        model = load_checkpoint(path)
-        name = "".join(c if c.isalnum() or c in "-_" else "-" for c in path.stem) or "model"
-    return name, checkpoint_bytes(model)
+        model, name = load_checkpoint(path), _safe_name(path.stem)
+    built = workdir / f"model-{name}"
+    built.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(BUILTIN_FOLDER / MODULE, built / MODULE)
+    (built / "model.pt").write_bytes(checkpoint_bytes(model))
+    return name, built
+
+
+def _safe_name(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text).strip(".-") or "model"
 
 
 def content_hash(paths: list[Path]) -> str:
@@ -172,9 +189,9 @@ def stage_inputs(
         if deployment is None:
             progress.stage("deploying")
             deployment = deploy_mod.deploy(target, stack)
-        progress.stage(f"uploading {len(paths)} partitions and the {request.model} model")
-        model_name, checkpoint = model_checkpoint(request.model)
-        model_key = deploy_mod.upload_model(s3, stack.bucket, model_name, checkpoint, stack.tags)
+        progress.stage(f"uploading {len(paths)} partitions and the model")
+        model_name, folder = model_folder(request.model, request.model_folder, Path(workdir))
+        model_key = deploy_mod.upload_model_folder(s3, stack.bucket, model_name, folder, stack.tags)
         data_prefix = f"data/{label}-{content_hash(paths)}"
         deploy_mod.upload_files(s3, stack.bucket, data_prefix, paths, tags=stack.tags)
     payload = build_payload(request, stack.bucket, data_prefix, model_key, run_id)
@@ -277,7 +294,8 @@ def resume_run(
     except OSError as exc:
         raise PayloadError(f"resume: {run_dir} is not a finished run's folder ({exc.strerror}: {exc.filename})") from None
     run_id = saved["run_id"]
-    request = RunRequest(**{**saved["request"], "data": Path(saved["request"]["data"]) if saved["request"].get("data") else None})
+    fields = saved["request"]
+    request = RunRequest(**{**fields, **{key: Path(fields[key]) if fields.get(key) else None for key in ("data", "model_folder")}})
     deployment, payload, _ = stage_inputs(target, stack, request, run_id, progress, deployment)
     parsed = parse_payload(saved["payload"])
     result_prefix = parsed.results_prefix(run_id)

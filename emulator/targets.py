@@ -17,7 +17,10 @@ target          endpoint                                       packaging
 
 from __future__ import annotations
 
+import json
 import os
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -27,6 +30,17 @@ from botocore.config import Config
 DEFAULT_REGION = "us-east-1"
 DUMMY_CREDENTIALS = ("test", "test")
 EMULATOR_PORT = 4566
+
+# The localstack target. compose.yaml holds the same names (tests/unit/test_compose.py checks them).
+LOCALSTACK_IMAGE = "localstack/localstack:4.14.0"  # the last community image that starts without LOCALSTACK_AUTH_TOKEN
+RUNTIME_IMAGE = "localhost:5000/cosmicai-runtime:0.1.0"  # inference/Dockerfile, pushed to compose's registry
+LOCALSTACK_ZIP_RUNTIME = "python3.12"  # mapped to RUNTIME_IMAGE by LAMBDA_RUNTIME_IMAGE_MAPPING
+LOCALSTACK_SERVICES = ("s3", "lambda", "stepfunctions", "iam", "logs", "sts")  # what deploy and execute call
+LOCALSTACK_HEALTH_TIMEOUT_S = 3.0  # connect + read of GET /_localstack/health: fail fast, never hang
+LOCALSTACK_START = (
+    "start it with 'docker compose up -d --wait' in the project folder (needs Docker: 'cosmicai doctor' checks this machine), "
+    "or point --endpoint / AWS_ENDPOINT_URL at a running LocalStack"
+)
 
 
 class UnknownTarget(ValueError):
@@ -43,6 +57,7 @@ class TargetSettings:
     credentials: tuple[str, str] | None  # None: botocore's standard chain
     packaging: str  # "zip" or "image"
     in_process: bool  # start an embedded emulator for the duration of the command
+    zip_runtime: str | None = None  # Lambda runtime of the zip functions (None: the stack's, python3.11)
 
     def session(self) -> boto3.Session:
         if self.credentials:
@@ -72,7 +87,9 @@ def embedded(endpoint: str | None = None, region: str | None = None) -> TargetSe
 def localstack(endpoint: str | None = None, region: str | None = None) -> TargetSettings:
     host = os.environ.get("LOCALSTACK_HOST")
     url = endpoint or os.environ.get("AWS_ENDPOINT_URL") or (f"http://{host}" if host and "://" not in host else host) or f"http://127.0.0.1:{EMULATOR_PORT}"
-    return TargetSettings("localstack", url, _region(region), DUMMY_CREDENTIALS, "zip", in_process=False)
+    # python3.12: the runtime LocalStack maps to the inference image (compose.yaml), whose AL2023 base has the
+    # glibc >= 2.28 that torch 2.13's wheels need (the python3.11 base image is Amazon Linux 2, glibc 2.26)
+    return TargetSettings("localstack", url, _region(region), DUMMY_CREDENTIALS, "zip", in_process=False, zip_runtime=LOCALSTACK_ZIP_RUNTIME)
 
 
 def aws(endpoint: str | None = None, region: str | None = None) -> TargetSettings:
@@ -92,7 +109,42 @@ def check_ready(settings: TargetSettings) -> None:
     if settings.name == "aws":
         _check_aws(settings)
         return
-    raise NotImplementedError(f"target {settings.name!r}: not built yet (embedded only in this version)")
+    if settings.name == "localstack":
+        _check_localstack(settings)
+        return
+    raise NotImplementedError(f"target {settings.name!r}: not built yet")
+
+
+def localstack_health(endpoint: str, timeout_s: float = LOCALSTACK_HEALTH_TIMEOUT_S) -> dict[str, Any]:
+    """LocalStack's ``GET /_localstack/health`` document; TargetUnavailable when nothing (or not LocalStack) answers."""
+    url = f"{endpoint.rstrip('/')}/_localstack/health"
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # a local endpoint: never through a proxy
+    try:
+        with opener.open(url, timeout=timeout_s) as response:
+            body = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        raise TargetUnavailable(
+            f"{endpoint} answers but is not LocalStack (GET /_localstack/health: HTTP {exc.code}; "
+            f"is 'cosmicai emulator up' using that port?): {LOCALSTACK_START}"
+        ) from None
+    except (OSError, ValueError) as exc:  # refused, timed out, unresolvable; a body that is not JSON
+        reason = getattr(exc, "reason", None) or exc
+        raise TargetUnavailable(f"LocalStack is not reachable at {endpoint} ({reason}): {LOCALSTACK_START}") from None
+    if not isinstance(body, dict) or not isinstance(body.get("services"), dict):
+        raise TargetUnavailable(f"{endpoint} answers but is not LocalStack (no services in /_localstack/health): {LOCALSTACK_START}")
+    return body
+
+
+def _check_localstack(settings: TargetSettings) -> None:
+    """LocalStack answers its health check and every service the pipeline calls is available or running."""
+    states = localstack_health(settings.endpoint_url or "")["services"]
+    down = {name: states.get(name, "not enabled") for name in LOCALSTACK_SERVICES if states.get(name) not in ("available", "running")}
+    if down:
+        listed = ", ".join(f"{name} {state}" for name, state in down.items())
+        raise TargetUnavailable(
+            f"LocalStack at {settings.endpoint_url} is up but not ready ({listed}; SERVICES must include "
+            f"{','.join(LOCALSTACK_SERVICES)}): {LOCALSTACK_START}"
+        )
 
 
 def _check_aws(settings: TargetSettings) -> None:

@@ -13,7 +13,7 @@ data_prefix                    DATA_PREFIX                      prefix of the pa
 world_size                     file_limit                       number of ranks (default: one per partition)
 batch_size                                                      inference batch size (default 512)
 result_prefix                  result_path                      where the run's results go (default results/<run_id>)
-model_key                      S3_object_name                   checkpoint key, or a folder name under scripts/
+model_key                      S3_object_name                   the model folder: a name under scripts/ (or its key)
 max_concurrency                                                 Map MaxConcurrency (deploy-time; recorded only)
 device                                                          cpu (default) or cuda
 tolerated_failure_percentage                                    failed ranks tolerated before the run fails (0)
@@ -37,7 +37,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from inference.errors import PayloadError
 
 IGNORED_REFERENCE_KEYS = frozenset({"script", "object_type"})
-DEFAULT_MODEL_KEY = "scripts/full/model.pt"
+DEFAULT_MODEL_KEY = "scripts/full"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 
 
@@ -157,13 +157,13 @@ class Payload(BaseModel):
         return f"results/{run_id}"
 
     def model_object_key(self) -> str:
-        """The checkpoint key: model_key itself, or scripts/<folder>/model.pt for a folder name."""
+        """The model folder's prefix: scripts/<name> for a folder name; a file key means its folder."""
         key = clean_prefix(self.model_key, "model_key", bucket=self.bucket)
-        if key.endswith(".pt"):
-            return key
+        if key.endswith(".pt") or key.endswith(".py"):
+            key = key.rpartition("/")[0]
         if not key.startswith("scripts/"):
             key = f"scripts/{key}"
-        return f"{key}/model.pt"
+        return key
 
 
 class RankItem(BaseModel):

@@ -1,7 +1,7 @@
-"""One rank inside the Infer function: load partitions and model, infer, measure (imports torch).
+"""One rank inside the Infer function: load partitions and the model folder, infer, measure (imports torch).
 
-The model is cached per warm worker and reloaded only when its S3 object's
-ETag changes. Downloads go to the worker's temp folder under names of our own,
+The model folder (``inference.modelfolder``) is downloaded and loaded once per
+warm worker and reloaded only when its digest changes. Downloads go to the worker's temp folder under names of our own,
 never at a path taken from an S3 key.
 """
 
@@ -11,6 +11,7 @@ import io
 import os
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,32 +19,42 @@ from botocore.exceptions import ClientError
 
 from inference import constants, s3io
 from inference.data import Partition, load_partition
-from inference.errors import PartitionError, PayloadError
-from inference.measure import build_record, check_batch_size, predict
-from inference.model import load_checkpoint
+from inference.errors import PartitionError
+from inference.measure import build_record, check_batch_size
+from inference.modelfolder import MANIFEST, LoadedModel, ModelFolderError, load_folder, parse_manifest, run_batches
 from inference.payload import RankItem
 
-_MODELS: dict[tuple[str, str, str], tuple[str, torch.nn.Module]] = {}  # warm-worker model cache
+_MODELS: dict[tuple[str, str, str], LoadedModel] = {}  # warm-worker model cache
 
 if os.environ.get(constants.TORCH_THREADS):
     torch.set_num_threads(max(1, int(os.environ[constants.TORCH_THREADS])))
 
 
-def _load_model(bucket: str, key: str, device: str) -> tuple[torch.nn.Module, bool]:
-    """The model for (bucket, key), cached per warm worker; reloaded only if the object changed."""
+def _load_model(bucket: str, prefix: str, device: str) -> tuple[LoadedModel, bool]:
+    """The model folder under s3://bucket/prefix/, cached per warm worker; reloaded only if its digest changed."""
+    where = f"s3://{bucket}/{prefix}/"
     try:
-        tag = s3io.etag(bucket, key)
+        folder_manifest = parse_manifest(s3io.get_bytes(bucket, f"{prefix}/{MANIFEST}"), where)
     except ClientError:
-        raise PayloadError(f"model_key: s3://{bucket}/{key} does not exist") from None
-    cached = _MODELS.get((bucket, key, device))
-    if cached and cached[0] == tag:
-        return cached[1], False
-    with tempfile.NamedTemporaryFile(suffix=".pt", delete=True) as tmp:
-        tmp.write(s3io.get_bytes(bucket, key))
-        tmp.flush()
-        model = load_checkpoint(tmp.name, device=device)
-    _MODELS[(bucket, key, device)] = (tag, model)
-    return model, True
+        raise ModelFolderError(f"model folder {where}: not found (no {MANIFEST}; deploy it with --model-folder)") from None
+    cached = _MODELS.get((bucket, prefix, device))
+    if cached and cached.digest == folder_manifest["digest"]:
+        return cached, False
+    local = Path(tempfile.gettempdir()) / "cosmicai-models" / folder_manifest["digest"]
+    if not (local / ".complete").is_file():
+        for name in folder_manifest["files"]:  # names checked by parse_manifest: no '..', no absolute paths
+            target = local / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                target.write_bytes(s3io.get_bytes(bucket, f"{prefix}/{name}"))
+            except ClientError:
+                raise ModelFolderError(f"model folder {where}: {name} is listed in {MANIFEST} but missing") from None
+        (local / ".complete").write_text("ok\n")
+    loaded = load_folder(local, name=folder_manifest["name"], digest=folder_manifest["digest"])
+    if isinstance(loaded.model, torch.nn.Module):
+        loaded.model.to(device).eval()
+    _MODELS[(bucket, prefix, device)] = loaded
+    return loaded, True
 
 
 def _load_partition(bucket: str, key: str) -> Partition:
@@ -63,7 +74,7 @@ def _load_partition(bucket: str, key: str) -> Partition:
 
 
 def run_rank(item: RankItem) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Load the rank's partitions and the model, infer, measure; return (record, predictions)."""
+    """Load the rank's partitions and the model folder, infer, measure; return (record, predictions)."""
     started = time.perf_counter()
     check_batch_size(item.batch_size)
     parts = [_load_partition(item.data_bucket, key) for key in item.partitions]
@@ -74,10 +85,10 @@ def run_rank(item: RankItem) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     model, cold = _load_model(item.bucket, item.model_key, item.device)
     model_load_s = time.perf_counter() - model_started
     load_time_s = time.perf_counter() - started
-    predictions, timing = predict(model, images, magnitudes, item.batch_size, item.device)
+    predictions, timing = run_batches(model, {"images": images, "magnitudes": magnitudes, "redshifts": redshifts}, item.batch_size, item.device)
     predictions_key = f"{item.result_prefix}/predictions/{item.rank}.pt"
     record = build_record(
-        model=model,
+        model=model.model if isinstance(model.model, torch.nn.Module) else torch.nn.Module(),
         num_samples=len(predictions),
         batch_size=item.batch_size,
         device=item.device,
@@ -92,9 +103,9 @@ def run_rank(item: RankItem) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         run_id=item.run_id,
         partitions=item.partitions,
         model_key=item.model_key,
+        model_folder={"name": model.name, "digest": model.digest},
         cold_start=cold,
         model_load_s=model_load_s,
-        redshift_mae=float((predictions - redshifts).abs().mean()) if len(predictions) else None,
     )
     return record, {"predictions": predictions, "redshifts": redshifts}
 

@@ -14,9 +14,9 @@ import psutil
 import pytest
 import torch
 
-from emulator.deploy import upload_files, upload_model
+from emulator.deploy import upload_files, upload_model_folder
 from emulator.execute import read_log_events
-from emulator.runs import RunRequest, execute_run, model_checkpoint
+from emulator.runs import RunRequest, execute_run, model_folder
 from inference.data import generate, list_partitions, split
 from inference.measure import REFERENCE_KEYS
 
@@ -55,7 +55,7 @@ def test_all_ranks_succeed_and_every_sample_is_predicted(target, tiny_stack, dep
 def test_reference_payload_keys_start_an_execution(target, tiny_stack, deployment, tiny_partitions, tmp_path):
     s3 = target.client("s3")
     upload_files(s3, tiny_stack.bucket, "data/reference", list_partitions(tiny_partitions))
-    upload_model(s3, tiny_stack.bucket, "tiny", model_checkpoint("tiny")[1])
+    upload_model_folder(s3, tiny_stack.bucket, "tiny", model_folder("tiny", None, tmp_path)[1])
     payload = {
         "S3_BUCKET": tiny_stack.bucket,
         "DATA_PREFIX": "data/reference",
@@ -88,6 +88,7 @@ def test_corrupt_partition_fails_only_its_rank(target, tiny_stack, deployment, t
         assert record["status"] == "succeeded" and record["num_samples"] == 24
 
 
+@pytest.mark.embedded_only
 def test_a_warm_worker_serves_the_next_invoke_without_reloading_the_model(target, emulator, tiny_stack, deployment, tiny_partitions, tmp_path):
     run_tiny(target, tiny_stack, deployment, tmp_path / "first", data=tiny_partitions, world_size=2)
     pids_before = set(emulator.worker_pids())
@@ -106,6 +107,7 @@ def test_summarize_log_line_is_readable_through_cloudwatch_logs(target, tiny_sta
     assert any(line.startswith("REPORT RequestId:") for line in lines)
 
 
+@pytest.mark.embedded_only
 def test_no_worker_process_outlives_the_emulator(tmp_path):
     marker = f"cosmicai-orphan-check-{os.getpid()}-{time.time_ns()}"
     env = dict(os.environ, COSMICAI_ORPHAN_MARK=marker, COSMICAI_HOME=str(tmp_path / "home"))

@@ -50,7 +50,7 @@ def test_defaults():
     assert p.batch_size == 512
     assert p.world_size is None
     assert p.device == "cpu"
-    assert p.model_key == DEFAULT_MODEL_KEY == "scripts/full/model.pt"
+    assert p.model_key == DEFAULT_MODEL_KEY == "scripts/full"
     assert p.tolerated_failure_percentage == 0.0
     assert p.resume is False
 
@@ -100,7 +100,7 @@ def test_a_full_reference_payload_runs_unchanged():
     assert (p.bucket, p.world_size, p.batch_size) == ("cosmicai-data", 2, 512)
     assert p.partition_prefix == "scripts/Anomaly Detection/Inference/100MB/"
     assert p.results_prefix("ignored") == "result-partition-100MB/2GB/2"
-    assert p.model_object_key() == "scripts/Anomaly Detection/model.pt"
+    assert p.model_object_key() == "scripts/Anomaly Detection"
 
 
 # --------------------------------------------------------------------------- rejections
@@ -187,11 +187,12 @@ def test_payload_error_is_one_line():
 @pytest.mark.parametrize(
     ("model_key", "expected"),
     [
-        ("full", "scripts/full/model.pt"),
-        ("tiny", "scripts/tiny/model.pt"),
-        ("scripts/x/model.pt", "scripts/x/model.pt"),
-        ("Anomaly Detection", "scripts/Anomaly Detection/model.pt"),
-        ("scripts/Anomaly Detection", "scripts/Anomaly Detection/model.pt"),
+        ("full", "scripts/full"),
+        ("tiny", "scripts/tiny"),
+        ("scripts/x/model.pt", "scripts/x"),
+        ("scripts/x/model.py", "scripts/x"),
+        ("Anomaly Detection", "scripts/Anomaly Detection"),
+        ("scripts/Anomaly Detection", "scripts/Anomaly Detection"),
     ],
 )
 def test_model_object_key(model_key, expected):

@@ -1,0 +1,174 @@
+"""Bring your own model: a folder with ``model.py`` defining ``load`` and ``predict``.
+
+The interface::
+
+    def load(folder: pathlib.Path) -> Any            # called once per warm worker
+    def predict(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor
+
+``batch`` carries the partition's named tensors for one batch (``images``
+(B, 5, 32, 32), ``magnitudes`` (B, 5), and ``redshifts`` (B,) when the data
+has them); ``predict`` returns one output per sample: shape (B,) or (B, ...).
+The folder may hold weights files and a ``requirements`` note; sibling modules
+are imported with relative imports (``from .net import Net``).
+
+Each folder is imported in isolation under its own package name
+(``cosmicai_model_<digest>``): nothing is added to ``sys.path``, so two
+models never see each other's modules. A model folder is code that runs in
+the worker with the worker's permissions: only deploy folders you trust.
+
+Artifacts: ``cosmicai-folder.json`` (written beside the files when a folder
+is uploaded: its name, content digest and file list).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import json
+import sys
+import time
+import types
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable
+
+import torch
+
+from inference.errors import CosmicAIError
+from inference.measure import LoopTiming
+from inference.records import utc_now
+
+MODULE = "model.py"
+MANIFEST = "cosmicai-folder.json"
+_SKIP = ("__pycache__", ".git", ".ipynb_checkpoints")
+
+
+class ModelFolderError(CosmicAIError):
+    """A model folder is malformed, or its load/predict failed or returned the wrong outputs."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model folder imported and loaded: what a warm worker caches."""
+
+    name: str
+    digest: str
+    model: Any
+    predict: Callable[[Any, dict[str, torch.Tensor]], torch.Tensor]
+
+
+def folder_files(folder: Path) -> list[str]:
+    """The folder's files as relative POSIX paths, sorted (caches and VCS folders left out)."""
+    if not folder.is_dir():
+        raise ModelFolderError(f"model folder {folder}: not a folder")
+    return sorted(
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.is_file() and not any(part in _SKIP for part in p.relative_to(folder).parts) and p.name != MANIFEST and p.suffix != ".pyc"
+    )
+
+
+def folder_digest(folder: Path, files: list[str] | None = None) -> str:
+    """SHA-256 over names and bytes: a warm worker reloads only when this changes."""
+    digest = hashlib.sha256()
+    for name in files if files is not None else folder_files(folder):
+        digest.update(name.encode() + b"\0")
+        digest.update((folder / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def manifest(folder: Path, name: str) -> dict[str, Any]:
+    files = folder_files(folder)
+    if MODULE not in files:
+        raise ModelFolderError(f"model folder {name!r} ({folder}): no {MODULE} in it")
+    return {"name": name, "digest": folder_digest(folder, files), "module": MODULE, "files": files}
+
+
+def safe_relative(name: str, where: str) -> str:
+    """A manifest entry usable as a local path: relative, no '..', no absolute parts."""
+    path = PurePosixPath(name)
+    if path.is_absolute() or any(part in ("..", "") for part in path.parts) or "\\" in name:
+        raise ModelFolderError(f"model folder {where}: unsafe file name {name!r} in {MANIFEST}")
+    return path.as_posix()
+
+
+def _import(folder: Path, name: str, digest: str) -> types.ModuleType:
+    package = f"cosmicai_model_{digest}"
+    if f"{package}.model" in sys.modules:
+        return sys.modules[f"{package}.model"]
+    module_path = folder / MODULE
+    if not module_path.is_file():
+        raise ModelFolderError(f"model folder {name!r}: no {MODULE} in it")
+    parent = types.ModuleType(package)
+    parent.__path__ = [str(folder)]  # a namespace for relative imports of sibling modules only
+    sys.modules[package] = parent
+    spec = importlib.util.spec_from_file_location(f"{package}.model", module_path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[spec.name] = module  # type: ignore[union-attr]
+    try:
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+    except Exception as exc:
+        for key in [k for k in sys.modules if k == package or k.startswith(f"{package}.")]:
+            del sys.modules[key]
+        raise ModelFolderError(f"model folder {name!r}: importing {MODULE} failed: {type(exc).__name__}: {exc}") from exc
+    return module
+
+
+def load_folder(folder: Path, name: str | None = None, digest: str | None = None) -> LoadedModel:
+    """Import the folder's module in isolation and call its ``load(folder)``."""
+    name = name or folder.name
+    digest = digest or folder_digest(folder)
+    module = _import(folder, name, digest)
+    functions = {}
+    for function in ("load", "predict"):
+        value = getattr(module, function, None)
+        if not callable(value):
+            raise ModelFolderError(f"model folder {name!r}: {MODULE} defines no function {function!r} (see the README's model folder interface)")
+        functions[function] = value
+    try:
+        model = functions["load"](folder)
+    except Exception as exc:
+        raise ModelFolderError(f"model folder {name!r}: load() failed: {type(exc).__name__}: {exc}") from exc
+    return LoadedModel(name=name, digest=digest, model=model, predict=functions["predict"])
+
+
+def run_batches(loaded: LoadedModel, tensors: dict[str, torch.Tensor], batch_size: int, device: str = "cpu") -> tuple[torch.Tensor, LoopTiming]:
+    """Call ``predict`` batch by batch under inference_mode; outputs in order, on the CPU."""
+    n = len(next(iter(tensors.values())))
+    device_obj = torch.device(device)
+    outputs: torch.Tensor | None = None
+    started_at = utc_now()
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    with torch.inference_mode():
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            batch = {key: value[start:stop].to(device_obj, non_blocking=True) for key, value in tensors.items()}
+            try:
+                result = loaded.predict(loaded.model, batch)
+            except Exception as exc:
+                raise ModelFolderError(f"model folder {loaded.name!r}: predict() failed: {type(exc).__name__}: {exc}") from exc
+            if not isinstance(result, torch.Tensor):
+                raise ModelFolderError(f"model folder {loaded.name!r}: predict() returned {type(result).__name__}, not a tensor")
+            if result.ndim == 0 or result.shape[0] != stop - start:
+                raise ModelFolderError(
+                    f"model folder {loaded.name!r}: predict() returned {tuple(result.shape)} for a batch of {stop - start}: "
+                    "expected one output per sample (first dimension = batch size)"
+                )
+            if outputs is None:
+                outputs = torch.empty((n, *result.shape[1:]), dtype=torch.float32)
+            outputs[start:stop] = result.float().cpu()
+    if device_obj.type == "cuda":
+        torch.cuda.synchronize(device_obj)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    assert outputs is not None  # n >= 1: partitions are never empty
+    return outputs, LoopTiming(wall_s=wall, cpu_s=cpu, started_at=started_at, finished_at=utc_now())
+
+
+def parse_manifest(body: bytes, where: str) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+        files = [safe_relative(str(f), where) for f in data["files"]]
+        return {"name": str(data["name"]), "digest": str(data["digest"]), "files": files}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelFolderError(f"model folder {where}: {MANIFEST} is not valid ({exc})") from None
