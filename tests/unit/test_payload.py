@@ -201,7 +201,7 @@ def test_model_object_key(model_key, expected):
 
 def test_model_object_key_from_alias():
     p = parse_payload({"S3_BUCKET": "cosmic-bucket", "S3_object_name": "full"})
-    assert p.model_object_key() == "scripts/full/model.pt"
+    assert p.model_object_key() == "scripts/full"
 
 
 def test_results_prefix_default():

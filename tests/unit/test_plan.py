@@ -94,7 +94,7 @@ def test_plan_items_one_item_per_rank():
     assert first.bucket == first.data_bucket == "cosmic-bucket"
     assert first.batch_size == 32
     assert first.result_prefix == "results/run-1"
-    assert first.model_key == "scripts/tiny/model.pt"
+    assert first.model_key == "scripts/tiny"
 
 
 def test_plan_items_default_world_size_is_one_rank_per_partition():
