@@ -1,7 +1,11 @@
-"""Shared fixtures: one embedded emulator and one deployment per test session.
+"""Shared fixtures: one target and one deployment per test session.
 
-``--target`` chooses where the functional tests run (embedded by default);
-other targets skip with a reason when their engine is not reachable.
+``--target`` chooses where the functional tests run: ``embedded`` (default: an
+in-process emulator), or ``localstack`` (an already running one: AWS_ENDPOINT_URL,
+LOCALSTACK_HOST, else http://127.0.0.1:4566; skipped with the reason when it is
+not up); never ``aws`` (tests/aws is the opt-in live suite). ``tests/integration`` overrides ``target`` and ``deployment`` with a
+LocalStack it starts itself (testcontainers). Tests marked ``embedded_only``
+look inside the embedded engine and are skipped on any other target.
 """
 
 from __future__ import annotations
@@ -12,9 +16,23 @@ from pathlib import Path
 
 import pytest
 
+EMBEDDED_ONLY = "embedded_only"
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--target", default="embedded", help="embedded (default), localstack or aws")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", f"{EMBEDDED_ONLY}: looks inside the embedded target's engine (worker pool, in-process emulator); skipped on other targets")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before any fixture starts an engine: embedded-only tests skip on other targets."""
+    name = item.config.getoption("--target")
+    if name != "embedded" and item.get_closest_marker(EMBEDDED_ONLY):
+        pytest.skip(f"embedded target only (this run's target: {name})")
 
 
 @pytest.fixture(scope="session")
@@ -24,7 +42,7 @@ def emulator(request: pytest.FixtureRequest):
 
     name = request.config.getoption("--target")
     if name != "embedded":
-        pytest.skip(f"target {name!r}: functional tests run on the embedded target in this version")
+        pytest.skip(f"the embedded emulator is not used on target {name!r}")
     os.environ.pop("COSMICAI_ENDPOINT", None)
     running = EmbeddedEmulator(capacity=2).start()
     request.addfinalizer(running.stop)
@@ -32,11 +50,22 @@ def emulator(request: pytest.FixtureRequest):
 
 
 @pytest.fixture(scope="session")
-def target(emulator):
-    """TargetSettings with the live endpoint of the session's emulator."""
-    from emulator.targets import resolve
+def target(request: pytest.FixtureRequest):
+    """TargetSettings of this run's target, with a live endpoint (the one fixture every pipeline test uses)."""
+    from emulator.targets import TargetUnavailable, check_ready, resolve
 
-    return replace(resolve("embedded", endpoint=emulator.endpoint_url), in_process=False)
+    name = request.config.getoption("--target")
+    if name == "embedded":
+        emulator = request.getfixturevalue("emulator")
+        return replace(resolve("embedded", endpoint=emulator.endpoint_url), in_process=False)
+    if name == "aws":
+        pytest.skip("the functional tests never deploy to AWS (it costs money): tests/aws holds the opt-in live suite")
+    settings = resolve(name)
+    try:
+        check_ready(settings)
+    except (TargetUnavailable, NotImplementedError) as exc:
+        pytest.skip(f"target {name!r} is not available: {exc}")
+    return settings
 
 
 @pytest.fixture(scope="session")

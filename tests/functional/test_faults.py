@@ -17,6 +17,8 @@ from emulator.deploy import Stack, deploy
 from emulator.runs import RunRequest, execute_run
 from inference.data import generate, save_partition, split
 
+pytestmark = pytest.mark.embedded_only  # injects faults through the embedded worker pool's limits
+
 FAULTS = {"1": "oom", "2": "timeout", "3": "crash", "4": "error", "5": "missing"}
 
 
