@@ -11,15 +11,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from emulator.runs import Progress as RunProgress
-
 out = Console()
 err = Console(stderr=True)
 
 
 @contextmanager
-def run_progress(enabled: bool) -> Iterator[RunProgress]:
+def run_progress(enabled: bool) -> Iterator[Any]:
     """A rich progress bar of ranks done out of world_size (on stderr; silent if disabled)."""
+    from emulator.runs import Progress as RunProgress  # imports torch and moto: only commands that run pay for it
+
     if not enabled:
         yield RunProgress()
         return

@@ -108,20 +108,22 @@ def fetch_results(s3: Any, bucket: str, result_prefix: str, out_dir: Path) -> di
     return summary
 
 
-def fetch_logs(logs: Any, function_names: list[str], out_dir: Path) -> None:
-    """Write each function's CloudWatch log lines to out_dir/logs/<function>.log."""
+def fetch_logs(logs: Any, function_names: list[str], out_dir: Path, since: float | None = None) -> None:
+    """Write each function's CloudWatch log lines (from ``since``, epoch seconds) to out_dir/logs/<function>.log."""
     folder = out_dir / "logs"
     folder.mkdir(parents=True, exist_ok=True)
     for name in function_names:
-        lines = [event["message"] for event in read_log_events(logs, f"/aws/lambda/{name}")]
+        lines = [event["message"] for event in read_log_events(logs, f"/aws/lambda/{name}", since=since)]
         (folder / f"{name}.log").write_text("\n".join(lines) + ("\n" if lines else ""))
 
 
-def read_log_events(logs: Any, group: str, pattern: str | None = None) -> list[dict[str, Any]]:
-    """All events of a log group, oldest first (filter_log_events, paginated)."""
+def read_log_events(logs: Any, group: str, pattern: str | None = None, since: float | None = None) -> list[dict[str, Any]]:
+    """Events of a log group (from ``since``, epoch seconds), oldest first (filter_log_events, paginated)."""
     kwargs: dict[str, Any] = {"logGroupName": group}
     if pattern:
         kwargs["filterPattern"] = pattern
+    if since is not None:
+        kwargs["startTime"] = int(since * 1000)
     events: list[dict[str, Any]] = []
     try:
         for page in logs.get_paginator("filter_log_events").paginate(**kwargs):

@@ -406,8 +406,11 @@ class WorkerPool:
         with self.lock:
             self.closed = True
             pools, self.pools = list(self.pools.values()), {}
-        for pool in pools:
-            pool.shutdown()
+        stoppers = [threading.Thread(target=pool.shutdown) for pool in pools]  # each waits up to 5 s: in parallel
+        for stopper in stoppers:
+            stopper.start()
+        for stopper in stoppers:
+            stopper.join()
         shutil.rmtree(self.root, ignore_errors=True)
 
 

@@ -231,7 +231,7 @@ def launch(
     )
     progress.stage("fetching results")
     summary = execute.fetch_results(s3, parsed.bucket, result_prefix, out_dir)
-    execute.fetch_logs(target.client("logs"), [stack.function_name(k) for k in deploy_mod.HANDLERS], out_dir)
+    execute.fetch_logs(target.client("logs"), [stack.function_name(k) for k in deploy_mod.HANDLERS], out_dir, since=since)
     if summary is None and result.error == "PayloadError":
         raise PayloadError(_cause_message(result.cause))
     status = summary["status"] if summary else "FAILED"
