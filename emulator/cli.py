@@ -144,6 +144,7 @@ PLUGGED = {
     "doctor": "say what this machine can run (Docker, LocalStack, AWS credentials, torch)",
     "bench": "sweep data sizes, batch sizes and world sizes through the pipeline; write results.csv, report.md and plots",
     "report": "draw one run's per-rank timeline, throughput and memory beside its summary",
+    "cost": "project what a run costs on real AWS (prices and assumptions printed)",
 }
 
 

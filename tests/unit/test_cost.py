@@ -113,3 +113,37 @@ def test_estimate_cost_equals_run_cost_of_all_succeeded():
     actual = run_cost([_ok(7.5, 2048)] * 4, memory_mb=2048, timeout_s=900.0, world_size=4)
     for key in est:
         assert math.isclose(est[key], actual[key], rel_tol=1e-12)
+
+
+def test_the_reference_figure_130_ranks_of_25_s_at_7168_mb_is_about_38_cents():
+    from inference.cost import lambda_compute
+
+    duration = 130 * lambda_compute(25.0, 7168)
+    assert abs(duration - 130 * 25 * 7 * 0.0000166667) < 1e-9
+    assert 0.37 < duration < 0.39
+
+
+def test_arm64_is_priced_below_x86():
+    from inference.cost import lambda_compute
+
+    assert lambda_compute(10.0, 2048, arch="arm64") == pytest.approx(10 * 2 * 0.0000133334)
+    with pytest.raises(ValueError, match="arch"):
+        lambda_compute(1.0, 128, arch="sparc")
+
+
+def test_cosmicai_cost_json_holds_inputs_assumptions_and_totals():
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "emulator.cli", "cost", "--data-size", "2.5GB", "--partition-size", "25MB", "--seconds-per-rank", "25", "--memory", "7168", "--json"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["inputs"]["ranks"] == 103  # ceil(2.5 GiB / 25 MiB)
+    assert set(result) >= {"inputs", "assumptions", "lambda_usd", "stepfunctions_usd", "s3_usd", "total_usd"}
+    assert result["total_usd"] == pytest.approx(result["lambda_usd"] + result["stepfunctions_usd"] + result["s3_usd"])
+    bad = subprocess.run([sys.executable, "-m", "emulator.cli", "cost", "--ranks", "4", "--memory", "20000", "--seconds-per-rank", "1"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "10240" in bad.stderr
