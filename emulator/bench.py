@@ -55,6 +55,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
+from emulator.argtypes import positive_int
 from emulator.bench_table import MIB, Config, config_key, merge, pending, read_results, write_report, write_results
 from inference.naming import SAMPLE_BYTES, parse_size
 from inference.records import utc_now
@@ -86,16 +87,6 @@ def _size(text: str) -> str:
     return text
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
-    return value
-
-
 def _scale(text: str) -> float:
     try:
         value = float(text)
@@ -114,16 +105,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--yes", action="store_true", help="aws: create resources and start the sweep's executions without asking")
     parser.add_argument("--partition-sizes", type=_list(_size), default=["25MB", "50MB", "75MB", "100MB"],
                         help="nominal partition sizes, binary units (default 25MB,50MB,75MB,100MB)")
-    parser.add_argument("--batch-sizes", type=_list(_positive), default=[32, 128, 256, 512], help="default 32,128,256,512")
-    parser.add_argument("--world-sizes", type=_list(_positive), default=[1, 2, 4],
+    parser.add_argument("--batch-sizes", type=_list(positive_int), default=[32, 128, 256, 512], help="default 32,128,256,512")
+    parser.add_argument("--world-sizes", type=_list(positive_int), default=[1, 2, 4],
                         help="partitions in the data set = ranks (default 1,2,4; the reference used 41)")
-    parser.add_argument("--repeats", type=_positive, default=1, help="runs of each configuration (default 1)")
+    parser.add_argument("--repeats", type=positive_int, default=1, help="runs of each configuration (default 1)")
     parser.add_argument("--scale", type=_scale, default=0.05, help="data shrink factor: samples per partition = size x F / 20,520 B (default 0.05; 1 = full size)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic data")
     parser.add_argument("--model", default="tiny", help="tiny (default), full (the reference's network) or a checkpoint file")
-    parser.add_argument("--memory", type=_positive, default=3008, help="Infer function MemorySize in MB (enforced on RSS; priced in the cost)")
-    parser.add_argument("--timeout", type=_positive, default=900, help="Infer function Timeout in seconds")
-    parser.add_argument("--max-concurrency", type=_positive, default=None, help="Map MaxConcurrency (default: min(cores, world size); aws: world size)")
+    parser.add_argument("--memory", type=positive_int, default=3008, help="Infer function MemorySize in MB (enforced on RSS; priced in the cost)")
+    parser.add_argument("--timeout", type=positive_int, default=900, help="Infer function Timeout in seconds")
+    parser.add_argument("--max-concurrency", type=positive_int, default=None, help="Map MaxConcurrency (default: min(cores, world size); aws: world size)")
     parser.add_argument("--no-local", action="store_true", help="skip the local single-process baseline")
     parser.add_argument("--stack", default="cosmicai-bench", help="name prefix of the deployed resources")
     parser.add_argument("--bucket", default="cosmicai-bench")

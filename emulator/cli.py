@@ -18,21 +18,13 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
+from emulator.argtypes import positive_int
+
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
 class BadInput(Exception):
     """Input rejected before any work started (exit code 2)."""
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
-    return value
 
 
 class Parser(argparse.ArgumentParser):
