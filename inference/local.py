@@ -11,6 +11,7 @@ import torch
 from inference.data import load_partition
 from inference.measure import build_record, check_batch_size, predict, profile_one_batch
 from inference.model import CONFIGS, load_checkpoint, load_model
+from inference.precision import check_supported
 
 
 def resolve_model(spec: str, device: str = "cpu") -> torch.nn.Module:
@@ -20,16 +21,27 @@ def resolve_model(spec: str, device: str = "cpu") -> torch.nn.Module:
     return load_checkpoint(spec, device=device)
 
 
-def run_local(path: str | Path, *, batch_size: int = 512, model: str = "full", device: str = "cpu", profile: bool = False) -> dict[str, Any]:
-    """Infer every sample of one partition file; return the result record (nothing is written)."""
+def run_local(
+    path: str | Path,
+    *,
+    batch_size: int = 512,
+    model: str = "full",
+    device: str = "cpu",
+    profile: bool = False,
+    precision: str = "fp32",
+) -> dict[str, Any]:
+    """Infer every sample of one partition file; return the result record (nothing is written).
+
+    ``precision`` is fp32 (default), int8 or bf16 (see ``inference.precision``);
+    the record adds ``precision``, ``prepare_time_s`` and ``redshift_mae``.
+    """
     check_batch_size(batch_size)
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but torch sees no CUDA device")
+    check_supported(precision, device)  # one clear error (cuda without CUDA, bf16 without native support) before any loading
     started = time.perf_counter()
     partition = load_partition(path)
     net = resolve_model(model, device)
     load_time_s = time.perf_counter() - started
-    predictions, timing = predict(net, partition.images, partition.magnitudes, batch_size, device)
+    predictions, timing = predict(net, partition.images, partition.magnitudes, batch_size, device, precision)
     record = build_record(
         model=net,
         num_samples=len(partition),
@@ -42,6 +54,8 @@ def run_local(path: str | Path, *, batch_size: int = 512, model: str = "full", d
         result_path="",
         load_time_s=load_time_s,
     )
+    record["precision"] = precision
+    record["prepare_time_s"] = timing.prepare_s
     record["redshift_mae"] = float((predictions - partition.redshifts).abs().mean())
     if profile:
         record["profile"] = profile_one_batch(net, partition.images, partition.magnitudes, batch_size, device)

@@ -45,6 +45,7 @@ import psutil
 import torch
 
 from inference.naming import SAMPLE_BYTES
+from inference.precision import check_supported, prepare
 from inference.records import EXTRA_KEYS, REFERENCE_KEYS, utc_now  # noqa: F401 (re-exported)
 
 MIB = 2**20
@@ -56,6 +57,7 @@ class LoopTiming:
     cpu_s: float
     started_at: str
     finished_at: str
+    prepare_s: float = 0.0  # preparing the model for the precision mode, before the loop (not in wall_s)
 
 
 def check_batch_size(batch_size: Any) -> int:
@@ -71,13 +73,22 @@ def predict(
     magnitudes: torch.Tensor,  # (N, 5) float32
     batch_size: int,
     device: str | torch.device = "cpu",
+    precision: str = "fp32",
 ) -> tuple[torch.Tensor, LoopTiming]:
-    """Batched inference in order; returns predictions (N,) on the CPU and the loop's timing."""
+    """Batched inference in order; returns predictions (N,) float32 on the CPU and the loop's timing.
+
+    ``model`` must be on ``device``. It is prepared once for ``precision``
+    (``inference.precision.prepare``: the inference forward, int8 or bf16),
+    outside the timed loop; batches are slices of the loaded tensors (no copies,
+    no DataLoader) moved to ``device``; the loop runs under ``inference_mode``.
+    """
     check_batch_size(batch_size)
+    _, device = check_supported(precision, device)
     n = images.shape[0]
     out = torch.empty(n, dtype=torch.float32)  # (N,)
-    device = torch.device(device)
-    model.eval()
+    t_prepare = time.perf_counter()
+    net = prepare(model, precision, device)
+    prepare_s = time.perf_counter() - t_prepare
     started_at = utc_now()
     cpu0, t0 = time.process_time(), time.perf_counter()
     with torch.inference_mode():
@@ -85,11 +96,11 @@ def predict(
             stop = min(start + batch_size, n)
             x = images[start:stop].to(device, non_blocking=True)  # (B, 5, 32, 32)
             m = magnitudes[start:stop].to(device, non_blocking=True)  # (B, 5)
-            out[start:stop] = model(x, m).float().cpu()  # (B,)
+            out[start:stop] = net(x, m).float().cpu()  # (B,)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    return out, LoopTiming(wall_s=wall, cpu_s=cpu, started_at=started_at, finished_at=utc_now())
+    return out, LoopTiming(wall_s=wall, cpu_s=cpu, started_at=started_at, finished_at=utc_now(), prepare_s=prepare_s)
 
 
 def model_memory_bytes(model: torch.nn.Module) -> int:

@@ -145,13 +145,7 @@ class RedshiftModel(nn.Module):
         self.head = nn.Sequential(_mlp(widths, c.dropout), nn.Linear(widths[-1], 1))
 
     def forward(self, images: torch.Tensor, magnitudes: torch.Tensor) -> torch.Tensor:
-        c = self.config
-        want_img = (c.in_channels, c.image_size, c.image_size)
-        if images.dim() != 4 or tuple(images.shape[1:]) != want_img:
-            raise ValueError(f"images: expected shape (B, {', '.join(map(str, want_img))}), got {tuple(images.shape)}")
-        if magnitudes.dim() != 2 or magnitudes.shape[1] != c.in_channels or magnitudes.shape[0] != images.shape[0]:
-            raise ValueError(
-                f"magnitudes: expected shape ({images.shape[0]}, {c.in_channels}), got {tuple(magnitudes.shape)}")
+        check_inputs(self.config, images, magnitudes)
         b = images.shape[0]
         # ViT: (B,5,32,32) -> (B,D,8,8) -> (B,64,D); prepend cls -> (B,65,D)
         tokens = self.patch_embed(images).flatten(2).transpose(1, 2)
@@ -162,6 +156,16 @@ class RedshiftModel(nn.Module):
         mag = self.mag_mlp(magnitudes)  # (B, mag_widths[-1])
         feats = torch.cat([vit, cnn, mag], dim=1)  # (B, D + w_last + m_last)
         return self.head(feats).squeeze(1)  # (B,)
+
+
+def check_inputs(c: ModelConfig, images: torch.Tensor, magnitudes: torch.Tensor) -> None:
+    """Raise ValueError naming the input whose shape does not fit ``c``: images (B, C, S, S), magnitudes (B, C)."""
+    want_img = (c.in_channels, c.image_size, c.image_size)
+    if images.dim() != 4 or tuple(images.shape[1:]) != want_img:
+        raise ValueError(f"images: expected shape (B, {', '.join(map(str, want_img))}), got {tuple(images.shape)}")
+    if magnitudes.dim() != 2 or magnitudes.shape[1] != c.in_channels or magnitudes.shape[0] != images.shape[0]:
+        raise ValueError(
+            f"magnitudes: expected shape ({images.shape[0]}, {c.in_channels}), got {tuple(magnitudes.shape)}")
 
 
 def build_model(config: ModelConfig | str, seed: int = 0) -> RedshiftModel:
