@@ -2,12 +2,15 @@
 
 The folder holds this module and ``model.pt``, a checkpoint with its config
 (``inference.model.save_checkpoint``): ``cosmicai run --model full|tiny|CHECKPOINT``
-builds such a folder and deploys it like any user's.
+builds such a folder and deploys it like any user's. ``predict`` runs the fast
+fp32 inference forward (``inference.precision.prepare``), prepared once per
+loaded model on the device of its first batch.
 """
 
 from pathlib import Path
 
 from inference.model import load_checkpoint
+from inference.precision import prepare
 
 
 def load(folder: Path):
@@ -15,4 +18,7 @@ def load(folder: Path):
 
 
 def predict(model, batch):
-    return model(batch["images"], batch["magnitudes"])  # (B,) redshifts
+    net = model.__dict__.get("_cosmicai_prepared")  # kept outside nn.Module's registry: not a submodule
+    if net is None:
+        net = model.__dict__["_cosmicai_prepared"] = prepare(model, "fp32", batch["images"].device)
+    return net(batch["images"], batch["magnitudes"])  # (B,) redshifts
