@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--batch-size", type=positive_int, default=512)
     local.add_argument("--model", default="full", help="tiny, full or a checkpoint file")
     local.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    local.add_argument("--model-folder", type=Path, help="your own model folder (model.py with load/predict) instead of --model")
     local.add_argument("--precision", choices=("fp32", "int8", "bf16"), default="fp32", help="fp32 (default); int8 (CPU) or bf16 (native bf16 only) trade accuracy for speed")
     local.add_argument("--profile", action="store_true", help="profile one extra batch after the timed loop")
     local.add_argument("--json", action="store_true", help="print only the record JSON on stdout")
@@ -256,10 +257,14 @@ def _report(args: argparse.Namespace, outcome: Any) -> None:
 
 def cmd_local(args: argparse.Namespace) -> int:
     from emulator import console
-    from inference.local import run_local
+    from inference.local import run_local, run_local_folder
 
-    model = _check_model(args.model)
-    record = run_local(args.data, batch_size=args.batch_size, model=model, device=args.device, profile=args.profile, precision=args.precision)
+    if args.model_folder is not None:
+        if not (args.model_folder / "model.py").is_file():
+            raise BadInput(f"--model-folder {args.model_folder}: no model.py in it (see the README's model folder interface)")
+        record = run_local_folder(args.data, args.model_folder, batch_size=args.batch_size, device=args.device)
+    else:
+        record = run_local(args.data, batch_size=args.batch_size, model=_check_model(args.model), device=args.device, profile=args.profile, precision=args.precision)
     if args.json:
         console.print_json(record)
     else:

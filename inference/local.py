@@ -60,3 +60,34 @@ def run_local(
     if profile:
         record["profile"] = profile_one_batch(net, partition.images, partition.magnitudes, batch_size, device)
     return record
+
+
+def run_local_folder(path: str | Path, folder: str | Path, *, batch_size: int = 512, device: str = "cpu") -> dict[str, Any]:
+    """Run a model folder (``inference.modelfolder``) over one partition file in this process."""
+    from inference.modelfolder import load_folder, run_batches
+
+    check_batch_size(batch_size)
+    check_supported("fp32", device)
+    started = time.perf_counter()
+    partition = load_partition(path)
+    loaded = load_folder(Path(folder).resolve())
+    if isinstance(loaded.model, torch.nn.Module):
+        loaded.model.to(device).eval()
+    load_time_s = time.perf_counter() - started
+    tensors = {"images": partition.images, "magnitudes": partition.magnitudes, "redshifts": partition.redshifts}
+    outputs, timing = run_batches(loaded, tensors, batch_size, device)
+    record = build_record(
+        model=loaded.model if isinstance(loaded.model, torch.nn.Module) else torch.nn.Module(),
+        num_samples=len(partition),
+        batch_size=batch_size,
+        device=device,
+        timing=timing,
+        rank=1,
+        world_size=1,
+        data_path=str(path),
+        result_path="",
+        load_time_s=load_time_s,
+    )
+    record["model_folder"] = {"name": loaded.name, "digest": loaded.digest}
+    record["output_shape"] = list(outputs.shape)
+    return record

@@ -96,3 +96,19 @@ def test_the_digest_changes_with_the_contents(tmp_path):
     first = manifest(folder, "m")["digest"]
     (folder / "net.py").write_text("VALUE = 2")
     assert manifest(folder, "m")["digest"] != first
+
+
+def test_cosmicai_local_runs_a_model_folder(tmp_path):
+    import json
+    import subprocess
+
+    from inference.data import generate, save_partition
+
+    save_partition(tmp_path / "p.pt", generate(40, seed=2))
+    cli = [sys.executable, "-m", "emulator.cli", "local", "--data", str(tmp_path / "p.pt"), "--batch-size", "16", "--json"]
+    done = subprocess.run([*cli, "--model-folder", str(EXAMPLE)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert record["num_batches"] == 3 and record["model_folder"]["name"] == "autoencoder" and record["output_shape"] == [40]
+    bad = subprocess.run([*cli, "--model-folder", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "no model.py" in bad.stderr
