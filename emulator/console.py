@@ -88,7 +88,7 @@ def print_ranks(records: list[dict[str, Any]], limit: int = 32) -> None:
     for record in records[:limit]:
         table.add_row(
             str(record.get("rank")),
-            str(record.get("status")),
+            "ok" if record.get("status") == "succeeded" else "[red]FAILED[/]",
             _fmt(record.get("num_samples")),
             _fmt(record.get("num_batches")),
             _fmt(record.get("sample_persec"), 1),
