@@ -326,20 +326,22 @@ def run_ablation(model: RedshiftModel, images: torch.Tensor, mags: torch.Tensor,
 
 
 def _verdict(results: dict[str, Any], bs: int, peak: float) -> None:
+    """The issue's targets at batch ``bs``. Ratios: the median of per-round ratios (each pair measured
+    back to back, so a burst of load elsewhere hits both), with best-of-rounds beside it."""
     rows = {r["precision"]: r for r in results["rows"] if r["batch_size"] == bs}
     fp32 = rows["fp32"]
-    print(f"\ntargets at batch {bs}:")
-    print(f"  fp32 >= 1.3x the reference: {fp32['ratio_best']:.2f}x best-of (paired median {fp32['ratio_paired_median']:.2f}x) "
-          f"-> {'met' if fp32['ratio_best'] >= 1.3 else 'NOT met'}; predictions within 1e-4: "
-          f"{fp32['max_abs_diff_vs_reference']:.1e} -> {'met' if fp32['max_abs_diff_vs_reference'] <= 1e-4 else 'NOT met'}")
+    ratio = fp32["ratio_paired_median"]
+    print(f"\ntargets at batch {bs} (ratios: median of per-round pairs; best-of-rounds in brackets):")
+    print(f"  fp32 >= 1.3x the reference: {ratio:.2f}x [{fp32['ratio_best']:.2f}x] -> {'met' if ratio >= 1.3 else 'NOT met'}; "
+          f"predictions within 1e-4: {fp32['max_abs_diff_vs_reference']:.1e} -> {'met' if fp32['max_abs_diff_vs_reference'] <= 1e-4 else 'NOT met'}")
     share = fp32["gflops_executed"] / peak
-    print(f"  fp32 >= 60% of matmul peak: {100 * share:.0f}% executed FLOPs ({100 * fp32['gflops_model'] / peak:.0f}% model FLOPs) "
-          f"-> {'met' if share >= 0.6 else 'NOT met'}")
+    print(f"  fp32 >= 60% of matmul peak: {100 * share:.0f}% counting executed FLOPs, {100 * fp32['gflops_model'] / peak:.0f}% "
+          f"counting the model's (best rounds) -> {'met' if share >= 0.6 else 'NOT met'}")
     for mode, row in rows.items():
         if mode != "fp32":
-            print(f"  {mode} >= 2x the reference: {row['ratio_best']:.2f}x (paired median {row['ratio_paired_median']:.2f}x) "
-                  f"-> {'met' if row['ratio_best'] >= 2 else 'NOT met'}; accuracy cost: MAE {row['mae_fp32']:.4f} -> {row['mae']:.4f}, "
-                  f"max |diff| vs fp32 {row['max_abs_diff_vs_fp32']:.1e}")
+            ratio = row["ratio_paired_median"]
+            print(f"  {mode} >= 2x the reference: {ratio:.2f}x [{row['ratio_best']:.2f}x] -> {'met' if ratio >= 2 else 'NOT met'}; "
+                  f"accuracy cost: MAE vs true z {row['mae_fp32']:.4f} -> {row['mae']:.4f}, max |diff| vs fp32 {row['max_abs_diff_vs_fp32']:.1e}")
 
 
 if __name__ == "__main__":
