@@ -1,51 +1,47 @@
-"""Inference speed: the reference project's loop against our rank function, in one process and one run.
+"""Inference speed: the reference's Lambda loop against our rank loop, same model, same data, one process.
 
-(a) the reference loop, re-created faithfully: the whole loop inside
-    ``torch.profiler.profile(activities=[CPU], profile_memory=True, record_shapes=True)``,
-    ``torch.no_grad()``, a ``DataLoader`` over a ``TensorDataset(images, magnitudes,
-    redshifts)`` (default collate, num_workers=0, no shuffle), the model in eval(),
-    ``gc.collect()`` after every batch; timed from entering the profiler to leaving it;
+(a) the reference's loop (``inference.refmetrics.reference_loop``), as its
+    ``aws/lambda/inference.py`` is written: ``torch.profiler.profile(activities=[CPU],
+    profile_memory=True)``, ``torch.no_grad()``, a ``DataLoader`` over a
+    ``TensorDataset(images, magnitudes float64, redshifts)``, ``model([images,
+    magnitudes])`` on the plain model (its forward is the reference's arithmetic),
+    ``gc.collect()`` after every batch; timed by wall clock around the loop;
 (b) ``inference.measure.predict`` (what every rank runs) in fp32 and in each reduced
-    precision asked for; its loop time, as in the rank record (preparing the model
-    for a precision is printed apart).
+    precision asked for: the model prepared once (outside the loop), float32 inputs.
 
-Both see the same model and the same synthetic data, and every path is warmed up
-with one batch first. Rounds alternate the order of the paths; with --rounds > 1
-the table gives the best and the median of each figure (the machine is shared:
-read the spread, not one number). The float32 matmul peak is the higher of a
-``torch.mm`` of 2048x2048 (8192 on CUDA) and, on the CPU, the same product through
-oneDNN's packed matmul (what our fp32 path uses), with the same threads, best of
-several, measured at the start of every round. ``--ablation`` times our path with each optimisation taken
-away in turn (and ``--compile`` adds torch.compile, with its compile time).
+Every configuration (threads x batch size) runs ``--rounds`` paired rounds,
+alternating which path goes first; the ratio reported is the median of the
+per-round ratios (each pair measured back to back, so a burst of load elsewhere
+hits both), with the best-of-rounds figures beside it. The float32 matmul peak
+(the higher of ``torch.mm`` and oneDNN's packed matmul of 2048x2048, same threads)
+is measured in every round. ``--ablation`` times our fp32 path with each
+optimisation taken away in turn.
 
-    python benchmarks/inference_speed.py [--samples 1024] [--batch-sizes 32 128 512] [--rounds 1]
-        [--threads N] [--precision fp32 int8 bf16] [--device cpu|cuda] [--ablation] [--compile] [--json OUT]
+    python benchmarks/inference_speed.py [--samples 1024] [--threads 1 2] [--batch-sizes 512 32] [--rounds 3]
+        [--precision fp32 int8 bf16] [--model astromae|CHECKPOINT] [--device cpu|cuda] [--ablation] [--json OUT]
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import statistics
 import sys
 import time
-import warnings
 from typing import Any, Callable
 
 import torch
-from torch.profiler import ProfilerActivity, profile
-from torch.utils.data import DataLoader, TensorDataset
 
+from inference.checkpoint import load_checkpoint, load_model
 from inference.data import generate
+from inference.fastpath import InferenceModel, onednn_available
 from inference.measure import predict
-from inference.model import RedshiftModel, count_parameters, flops_per_sample, load_checkpoint, load_model, CONFIGS
-from inference.precision import (
-    MICRO_BATCH, PRECISIONS, InferenceModel, check_supported, cpu_bf16_feature, inference_flops_per_sample, onednn_available,
-    prepare,
-)
+from inference.model import count_parameters, flops_per_sample, is_builtin
+from inference.precision import PRECISIONS, check_supported, cpu_bf16_feature
+from inference.refmetrics import reference_loop
 
-DEFAULT = "+ oneDNN packed linears, fused GELU/residual (= default fp32)"  # the ablation's reference row
+TARGET_RATIO = 2.0  # fp32 against the reference's loop at 2 threads (issue: the reference workload)
+TARGET_DIFF = 1e-4
 
 
 def _sync(device: torch.device) -> None:
@@ -53,56 +49,48 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def matmul_peak(device: torch.device, repeats: int = 3) -> dict[str, float]:
-    """Best float32 GFLOP/s of square products: torch.mm (MKL on the CPU) and, where used, oneDNN's packed matmul.
-
-    Our fp32 path runs its linear layers through oneDNN, which beats MKL's sgemm
-    on this CPU; the higher of the two is the peak the model is compared against.
-    """
+def matmul_peak(device: torch.device, repeats: int = 3) -> float:
+    """Best float32 GFLOP/s of a square product: torch.mm (MKL) or, where our path uses it, oneDNN's packed matmul."""
     n = 8192 if device.type == "cuda" else 2048
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    products: dict[str, Callable[[], Any]] = {"torch.mm": lambda: torch.mm(a, b)}
+    products: list[Callable[[], Any]] = [lambda: torch.mm(a, b)]
     if device.type == "cpu" and onednn_available():
         packed = torch.ops.mkldnn._reorder_linear_weight(b)
-        products["oneDNN"] = lambda: torch.ops.mkldnn._linear_pointwise(a, packed, None, "none", [], "")
-    reps, peaks = (20 if device.type == "cuda" else 4), {}
+        products.append(lambda: torch.ops.mkldnn._linear_pointwise(a, packed, None, "none", [], ""))
+    reps, best = (20 if device.type == "cuda" else 4), 0.0
     with torch.inference_mode():
-        for name, product in products.items():
+        for product in products:
             product()
             _sync(device)
-            best = 0.0
             for _ in range(repeats):
                 t0 = time.perf_counter()
                 for _ in range(reps):
                     product()
                 _sync(device)
                 best = max(best, 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9)
-            peaks[name] = best
-    return peaks
+    return best
 
 
-def reference_loop(model: torch.nn.Module, images: torch.Tensor, magnitudes: torch.Tensor, redshifts: torch.Tensor,
-                   batch_size: int, device: torch.device) -> tuple[torch.Tensor, float]:
-    """The reference worker's loop; returns (predictions on the CPU, seconds)."""
-    loader = DataLoader(TensorDataset(images, magnitudes, redshifts), batch_size=batch_size, shuffle=False, num_workers=0)
-    model.eval()
-    outs = []
-    _sync(device)
-    t0 = time.perf_counter()
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True):
-        with torch.no_grad():
-            for data in loader:
-                image = data[0].to(device)
-                magnitude = data[1].to(device)
-                outs.append(model(image, magnitude))
-                gc.collect()
-        _sync(device)
-    seconds = time.perf_counter() - t0
-    return torch.cat(outs).float().cpu(), seconds
+class ListInput(torch.nn.Module):
+    """The reference's call convention around our model: ``model([images, magnitudes])`` -> (B, 1)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: list[torch.Tensor]) -> torch.Tensor:
+        return self.model(x[0], x[1]).unsqueeze(1)
+
+
+def run_reference(model: torch.nn.Module, data: dict[str, torch.Tensor], batch_size: int, device: torch.device) -> tuple[torch.Tensor, float]:
+    """The reference's loop; returns (predictions (N,) on the CPU, wall seconds of the loop)."""
+    wrapped = ListInput(model).eval()
+    outs, figures = reference_loop(lambda b: wrapped([b["images"], b["magnitudes"]]), data, batch_size, device)
+    return torch.cat(outs).squeeze(1).float().cpu(), figures.wall_s
 
 
 def our_loop(net: torch.nn.Module, images: torch.Tensor, magnitudes: torch.Tensor, batch_size: int, device: torch.device) -> tuple[torch.Tensor, float]:
-    """predict's loop over an already prepared module (for the ablation variants)."""
+    """predict's loop over an already prepared module (the ablation's variants)."""
     out = torch.empty(images.shape[0])
     _sync(device)
     t0 = time.perf_counter()
@@ -113,235 +101,151 @@ def our_loop(net: torch.nn.Module, images: torch.Tensor, magnitudes: torch.Tenso
     return out, time.perf_counter() - t0
 
 
-def _stats(values: list[float]) -> str:
+def _spread(values: list[float]) -> str:
     if len(values) == 1:
-        return f"{values[0]:8.1f}"
-    return f"{max(values):8.1f} (median {statistics.median(values):.1f}, min {min(values):.1f})"
+        return f"{values[0]:7.1f}"
+    return f"{statistics.median(values):7.1f} (min {min(values):.1f}, max {max(values):.1f})"
 
 
-def ablation_variants(model: RedshiftModel, device: torch.device, compile_too: bool) -> dict[str, tuple[Callable[[], torch.nn.Module], int | None]]:
-    """name -> (builder, threads or None): our fp32 path with one optimisation taken away at a time."""
-    def im(**kw: Any) -> Callable[[], torch.nn.Module]:
-        return lambda: InferenceModel(model, **kw)
+def measure(model: torch.nn.Module, data: dict[str, torch.Tensor], modes: list[str], threads: int, batch_size: int,
+            rounds: int, device: torch.device) -> dict[str, Any]:
+    """Paired rounds of the reference loop and each mode of ours at one thread count and batch size."""
+    torch.set_num_threads(threads)
+    n = len(data["images"])
+    images, mags64, z = data["images"], data["magnitudes"], data["redshifts"]
+    mags32 = mags64.float()  # our pipeline casts at the partition's edge
+    sps: dict[str, list[float]] = {path: [] for path in ["reference", *modes]}
+    preds: dict[str, torch.Tensor] = {}
+    peaks = []
+    for r in range(rounds):
+        peaks.append(matmul_peak(device))
+        for path in (["reference", *modes] if r % 2 == 0 else [*modes, "reference"]):
+            if path == "reference":
+                p, seconds = run_reference(model, {"images": images, "magnitudes": mags64, "redshifts": z}, batch_size, device)
+            else:
+                p, timing = predict(model, images, mags32, batch_size, device, path)
+                seconds = timing.wall_s
+            sps[path].append(n / seconds)
+            preds[path] = p
+        print(f"  threads {threads} batch {batch_size:4d} round {r + 1}: peak {peaks[-1]:.0f} GFLOP/s; "
+              + ", ".join(f"{path} {v[-1]:.1f}" for path, v in sps.items()) + " samples/s", flush=True)
+    flops = flops_per_sample(model.config)
+    row: dict[str, Any] = {"threads": threads, "batch_size": batch_size, "peak_gflops": peaks, "samples_per_s": sps, "modes": {}}
+    for mode in modes:
+        ratios = [o / f for o, f in zip(sps[mode], sps["reference"])]
+        row["modes"][mode] = {
+            "ratio_paired_median": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
+            "max_abs_diff_vs_reference": float((preds[mode] - preds["reference"]).abs().max()),
+            "mae": float((preds[mode] - z).abs().mean()), "mae_reference": float((preds["reference"] - z).abs().mean()),
+            "peak_fraction": statistics.median(sps[mode]) * flops / 1e9 / statistics.median(peaks),
+        }
+    row["reference_peak_fraction"] = statistics.median(sps["reference"]) * flops / 1e9 / statistics.median(peaks)
+    return row
 
-    variants: dict[str, tuple[Callable[[], torch.nn.Module], int | None]] = {
-        "plain forward (inference_mode, slices)": (lambda: model, None),
-        "SDPA attention only (whole batch, NCHW, MKL)": (im(cls_only=False, channels_last=False, micro_batch=None, onednn=False), None),
-        "+ cls-only last layer": (im(channels_last=False, micro_batch=None, onednn=False), None),
-        "+ channels_last": (im(micro_batch=None, onednn=False), None),
-        f"+ micro-batch {MICRO_BATCH}": (im(onednn=False), None),
-        DEFAULT: (im(), None),
-        "default, micro-batch 32": (im(micro_batch=32), None),
-        "default, micro-batch 128": (im(micro_batch=128), None),
-        "default, whole batch (no micro-batch)": (im(micro_batch=None), None),
+
+def report(rows: list[dict[str, Any]], modes: list[str]) -> None:
+    print("\nsamples/s: median of rounds (min, max); ratio: median of the paired per-round ratios (min, max)")
+    for row in rows:
+        sps = row["samples_per_s"]
+        print(f"threads {row['threads']}, batch {row['batch_size']}: reference {_spread(sps['reference'])} samples/s "
+              f"({100 * row['reference_peak_fraction']:.0f}% of matmul peak)")
+        for mode in modes:
+            m = row["modes"][mode]
+            line = (f"  ours {mode}: {_spread(sps[mode])} samples/s = {m['ratio_paired_median']:.2f}x the reference "
+                    f"({m['ratio_min']:.2f}-{m['ratio_max']:.2f}); max |diff| {m['max_abs_diff_vs_reference']:.1e}; "
+                    f"{100 * m['peak_fraction']:.0f}% of matmul peak")
+            if mode != "fp32":
+                line += f"; MAE vs true z {m['mae_reference']:.4f} -> {m['mae']:.4f} ({m['mae'] - m['mae_reference']:+.4f})"
+            print(line)
+
+
+def verdict(rows: list[dict[str, Any]]) -> bool:
+    """The issue's fp32 target at 2 threads (every batch size measured there)."""
+    ok = True
+    for row in (r for r in rows if r["threads"] == 2):
+        fp32 = row["modes"]["fp32"]
+        met = fp32["ratio_paired_median"] >= TARGET_RATIO and fp32["max_abs_diff_vs_reference"] <= TARGET_DIFF
+        ok &= met
+        print(f"target, 2 threads, batch {row['batch_size']}: fp32 >= {TARGET_RATIO}x the reference with predictions within "
+              f"{TARGET_DIFF:g}: {fp32['ratio_paired_median']:.2f}x, {fp32['max_abs_diff_vs_reference']:.1e} -> {'met' if met else 'NOT met'}")
+    return ok
+
+
+def ablation(model: torch.nn.Module, data: dict[str, torch.Tensor], batch_size: int, rounds: int, device: torch.device) -> None:
+    """Our fp32 path with one optimisation taken away at a time (samples/s against the default)."""
+    images, mags = data["images"], data["magnitudes"].float()
+    variants: dict[str, Callable[[], torch.nn.Module]] = {
+        "plain forward (inference_mode, slices)": lambda: model,
+        "default (fused attention, oneDNN, folded BN and linears, fused 1x1, channels_last, mb 64)": lambda: InferenceModel(model),
+        "  without oneDNN packed linears": lambda: InferenceModel(model, onednn=False),
+        "  without the CNN fusions (BN fold, 1x1 merge, stem after pool)": lambda: InferenceModel(model, fuse_cnn=False),
+        "  without folding linear chains": lambda: InferenceModel(model, fold_linear=False),
+        "  without channels_last": lambda: InferenceModel(model, channels_last=False),
+        "  without micro-batches": lambda: InferenceModel(model, micro_batch=None),
+        "  micro-batch 32": lambda: InferenceModel(model, micro_batch=32),
+        "  micro-batch 128": lambda: InferenceModel(model, micro_batch=128),
     }
-    if device.type == "cpu" and torch.get_num_threads() > 1:
-        variants["default, 1 thread"] = (im(), 1)
-
-    def frozen() -> torch.nn.Module:
-        x = torch.randn(MICRO_BATCH, 5, 32, 32, device=device)
-        m = torch.randn(MICRO_BATCH, 5, device=device)
-        with torch.inference_mode(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the input-shape checks become constants
-            traced = torch.jit.trace(InferenceModel(model, micro_batch=None, onednn=False), (x, m), check_trace=False)
-            graph = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
-        return _MicroBatched(graph, MICRO_BATCH)
-
-    variants[f"micro-batch {MICRO_BATCH} + torch.jit.freeze (MKL linears)"] = (frozen, None)
-    if compile_too:
-        def compiled() -> torch.nn.Module:
-            import torch._inductor.config as inductor_config
-
-            inductor_config.freezing = True
-            net = torch.compile(InferenceModel(model, micro_batch=None, onednn=False), dynamic=False)
-            return _MicroBatched(net, MICRO_BATCH)
-
-        variants[f"micro-batch {MICRO_BATCH} + torch.compile (inductor, freezing)"] = (compiled, None)
-    return variants
-
-
-class _MicroBatched(torch.nn.Module):
-    def __init__(self, net: Any, step: int) -> None:
-        super().__init__()
-        self.net, self.step = net, step
-
-    def forward(self, images: torch.Tensor, magnitudes: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.net(images[i:i + self.step], magnitudes[i:i + self.step]) for i in range(0, images.shape[0], self.step)])
+    built = {name: build() for name, build in variants.items()}
+    sps: dict[str, list[float]] = {name: [] for name in variants}
+    names = list(variants)
+    for r in range(rounds):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            _, seconds = our_loop(built[name], images, mags, batch_size, device)
+            sps[name].append(len(images) / seconds)
+    base = statistics.median(sps[names[1]])
+    print(f"\nablation, batch {batch_size}, {torch.get_num_threads()} threads (samples/s, median of {rounds}):")
+    for name in names:
+        print(f"  {name:80s} {_spread(sps[name])}  ({statistics.median(sps[name]) / base:.2f}x default)")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=1024, help="synthetic samples per timed pass (default 1024)")
-    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128, 512])
-    ap.add_argument("--rounds", type=int, default=1, help="passes per path, alternating the order (default 1)")
-    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's, the physical cores)")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch intra-op thread counts (default 1 2)")
+    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[512, 32])
+    ap.add_argument("--rounds", type=int, default=3, help="paired rounds per configuration (default 3)")
     ap.add_argument("--precision", nargs="+", choices=PRECISIONS, default=None,
-                    help="modes of our path to time (default: fp32, int8 on CPU, bf16 where native)")
+                    help="modes of our path (default: fp32, int8 on the CPU, bf16 where native)")
     ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    ap.add_argument("--model", default="full", help="config name or checkpoint file (default full)")
+    ap.add_argument("--model", default="astromae", help="a built-in name or a checkpoint file (any format; default astromae)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--ablation", action="store_true", help="time our fp32 path with each optimisation taken away (largest batch)")
-    ap.add_argument("--compile", action="store_true", help="with --ablation: also torch.compile (slow to compile)")
+    ap.add_argument("--ablation", action="store_true", help="time our fp32 path with each optimisation taken away")
     ap.add_argument("--json", help="also write every figure to this JSON file")
     args = ap.parse_args(argv)
     try:
         device = check_supported("fp32", args.device)[1]
+        modes = list(dict.fromkeys(["fp32", *(args.precision or [])]))
         if args.precision is None:
-            modes = ["fp32"] + (["int8"] if device.type == "cpu" else [])
-            try:
-                check_supported("bf16", device)
-                modes.append("bf16")
-            except ValueError:
-                pass
-        else:
-            modes = list(dict.fromkeys(["fp32", *args.precision]))
-            for mode in modes:
-                check_supported(mode, device)
+            for mode in ("int8", "bf16"):
+                try:
+                    check_supported(mode, device)
+                    modes.append(mode)
+                except ValueError:
+                    pass
+        for mode in modes:
+            check_supported(mode, device)
     except ValueError as exc:  # cuda without CUDA, bf16 without native support: one line, exit 2
         print(f"inference_speed: error: {exc}", file=sys.stderr)
         return 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    threads = torch.get_num_threads()
-
-    model = load_model(args.model, seed=args.seed, device=device) if args.model in CONFIGS else load_checkpoint(args.model, device=device)
+    model = load_model(args.model, seed=args.seed, device=device) if is_builtin(args.model) else load_checkpoint(args.model, device=device)
     data = generate(args.samples, seed=args.seed)
-    images, mags, z = data["images"], data["magnitudes"], data["redshifts"]
-    flops, flops_ours = flops_per_sample(model.config), inference_flops_per_sample(model.config)
-    print(f"torch {torch.__version__}, device {device}, {threads} threads, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
-          f"native bf16: {cpu_bf16_feature() or 'no'}")
-    print(f"model {args.model}: {count_parameters(model):,} parameters; FLOPs/sample {flops / 1e9:.3f} G (model), "
-          f"{flops_ours / 1e9:.3f} G executed by our fp32 path (last layer computes the cls token only); "
-          f"{args.samples} samples, {args.rounds} round(s), modes {', '.join(modes)}")
-
-    with torch.inference_mode():  # warm-up: one small batch through every path (kernels, oneDNN primitives)
-        warm = min(args.batch_sizes)
-        for net in (model, *(prepare(model, mode, device) for mode in modes)):
-            net(images[:warm].to(device), mags[:warm].to(device))
-    peaks: list[float] = []
-    ref: dict[int, list[float]] = {bs: [] for bs in args.batch_sizes}
-    ours: dict[tuple[str, int], list[float]] = {(m, bs): [] for m in modes for bs in args.batch_sizes}
-    preds: dict[Any, torch.Tensor] = {}
-    prepare_s: dict[str, float] = {}
-    for r in range(args.rounds):
-        measured = matmul_peak(device)
-        peaks.append(max(measured.values()))
-        print(f"round {r + 1}: float32 matmul peak " + ", ".join(f"{k} {v:.1f}" for k, v in measured.items()) + " GFLOP/s", flush=True)
-        for bs in args.batch_sizes:
-            order = ["ref", *modes] if r % 2 == 0 else [*modes, "ref"]
-            for path in order:
-                if path == "ref":
-                    p, secs = reference_loop(model, images, mags, z, bs, device)
-                    ref[bs].append(args.samples / secs)
-                    preds[("ref", bs)] = p
-                else:
-                    p, timing = predict(model, images, mags, bs, device, path)
-                    ours[(path, bs)].append(args.samples / timing.wall_s)
-                    preds[(path, bs)] = p
-                    prepare_s[path] = timing.prepare_s
-                figure = ref[bs][-1] if path == "ref" else ours[(path, bs)][-1]
-                print(f"  batch {bs:4d} {'reference' if path == 'ref' else 'ours ' + path:>10s}: {figure:7.1f} samples/s", flush=True)
-
-    peak = max(peaks)
-    results: dict[str, Any] = {"device": str(device), "threads": threads, "samples": args.samples, "rounds": args.rounds,
-                               "flops_per_sample": flops, "flops_per_sample_executed": flops_ours,
-                               "matmul_peak_gflops": peaks, "rows": []}
-    print(f"\nfloat32 matmul peak (the higher of torch.mm and oneDNN): {_stats(peaks)} GFLOP/s; "
-          f"samples/s below: best of {args.rounds} (median, min)")
-    for bs in args.batch_sizes:
-        r_best = max(ref[bs])
-        print(f"batch {bs}: reference {_stats(ref[bs])} samples/s = {r_best * flops / 1e9:.1f} GFLOP/s ({100 * r_best * flops / 1e9 / peak:.0f}% of matmul peak)")
-        for mode in modes:
-            best = max(ours[(mode, bs)])
-            paired = [o / f for o, f in zip(ours[(mode, bs)], ref[bs])]
-            row = {"batch_size": bs, "precision": mode, "reference_sps": ref[bs], "ours_sps": ours[(mode, bs)],
-                   "ratio_best": best / r_best, "ratio_paired_median": statistics.median(paired),
-                   "max_abs_diff_vs_reference": float((preds[(mode, bs)] - preds[("ref", bs)]).abs().max()),
-                   "max_abs_diff_vs_fp32": float((preds[(mode, bs)] - preds[("fp32", bs)]).abs().max()),
-                   "mae": float((preds[(mode, bs)] - z).abs().mean()), "mae_fp32": float((preds[("fp32", bs)] - z).abs().mean()),
-                   "gflops_executed": best * flops_ours / 1e9, "gflops_model": best * flops / 1e9}
-            results["rows"].append(row)
-            line = (f"  ours {mode}: {_stats(ours[(mode, bs)])} samples/s, {row['ratio_best']:.2f}x the reference "
-                    f"(paired median {row['ratio_paired_median']:.2f}x)")
-            if mode == "fp32":
-                line += (f", max |diff| vs reference {row['max_abs_diff_vs_reference']:.1e}; "
-                         f"{row['gflops_executed']:.1f} GFLOP/s executed = {100 * row['gflops_executed'] / peak:.0f}% of matmul peak "
-                         f"({row['gflops_model']:.1f} counting the model's FLOPs = {100 * row['gflops_model'] / peak:.0f}%)")
-            else:
-                line += (f"; max |diff| vs fp32 {row['max_abs_diff_vs_fp32']:.1e}; MAE vs true z {row['mae']:.4f} "
-                         f"(fp32 {row['mae_fp32']:.4f}, {row['mae'] - row['mae_fp32']:+.4f}); prepare {prepare_s[mode]:.2f} s")
-            print(line)
-
+    print(f"torch {torch.__version__}, device {device}, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
+          f"native bf16: {cpu_bf16_feature() or 'no'}, oneDNN packed linears: {onednn_available()}")
+    print(f"model {args.model}: {count_parameters(model):,} parameters, {flops_per_sample(model.config) / 1e9:.3f} GFLOP per sample; "
+          f"{args.samples} samples; {args.rounds} paired rounds per configuration; modes {', '.join(modes)}", flush=True)
+    with torch.inference_mode():  # warm-up: kernels, oneDNN primitives
+        predict(model, data["images"][:64], data["magnitudes"][:64].float(), 32, device)
+        run_reference(model, {k: v[:64] for k, v in data.items()}, 32, device)
+    rows = [measure(model, data, modes, threads, bs, args.rounds, device) for threads in args.threads for bs in args.batch_sizes]
+    report(rows, modes)
+    met = verdict(rows) if 2 in args.threads else True
     if args.ablation:
-        results["ablation"] = run_ablation(model, images, mags, max(args.batch_sizes), device, args.rounds, args.compile, preds[("fp32", max(args.batch_sizes))])
-    _verdict(results, max(args.batch_sizes), peak)
+        torch.set_num_threads(max(args.threads))
+        ablation(model, data, max(args.batch_sizes), args.rounds, device)
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump(results, fh, indent=2)
-    return 0
-
-
-def run_ablation(model: RedshiftModel, images: torch.Tensor, mags: torch.Tensor, bs: int, device: torch.device,
-                 rounds: int, compile_too: bool, fp32_preds: torch.Tensor) -> list[dict[str, Any]]:
-    """Time each variant ``rounds`` times (alternating), print samples/s against the default fp32 path."""
-    n = images.shape[0]
-    variants = ablation_variants(model, device, compile_too)
-    built: dict[str, torch.nn.Module] = {}
-    setup: dict[str, float] = {}
-    default_threads = torch.get_num_threads()
-    first: dict[str, float] = {}
-    for name, (build, _) in variants.items():
-        t0 = time.perf_counter()
-        built[name] = build()
-        setup[name] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        with torch.inference_mode():  # first call: traces run their optimisation passes, torch.compile compiles
-            built[name](images[:MICRO_BATCH].to(device), mags[:MICRO_BATCH].to(device))
-        first[name] = time.perf_counter() - t0
-    sps: dict[str, list[float]] = {name: [] for name in variants}
-    diffs: dict[str, float] = {}
-    names = list(variants)
-    for r in range(rounds):
-        for name in (names if r % 2 == 0 else names[::-1]):
-            threads = variants[name][1]
-            torch.set_num_threads(threads or default_threads)
-            p, secs = our_loop(built[name], images, mags, bs, device)
-            torch.set_num_threads(default_threads)
-            sps[name].append(n / secs)
-            diffs[name] = float((p - fp32_preds).abs().max())
-    base = max(sps[DEFAULT])
-    print(f"\nablation at batch {bs} (fp32; samples/s best of {rounds}; setup = build + first call beyond a normal "
-          f"{MICRO_BATCH}-sample step, paid once per prepared model):")
-    rows = []
-    for name in names:
-        best = max(sps[name])
-        setup[name] += max(0.0, first[name] - MICRO_BATCH / best)
-        note = ""
-        if setup[name] > 1 and best > base:
-            gain_per_sample = 1 / base - 1 / best
-            note = f"; its setup is repaid after {setup[name] / gain_per_sample:,.0f} samples"
-        print(f"  {name:50s} {_stats(sps[name])}  ({best / base:.2f}x default; setup {setup[name]:.1f} s; max |diff| {diffs[name]:.1e}{note})")
-        rows.append({"variant": name, "sps": sps[name], "vs_default": best / base, "setup_s": setup[name], "max_abs_diff": diffs[name]})
-    return rows
-
-
-def _verdict(results: dict[str, Any], bs: int, peak: float) -> None:
-    """The issue's targets at batch ``bs``. Ratios: the median of per-round ratios (each pair measured
-    back to back, so a burst of load elsewhere hits both), with best-of-rounds beside it."""
-    rows = {r["precision"]: r for r in results["rows"] if r["batch_size"] == bs}
-    fp32 = rows["fp32"]
-    ratio = fp32["ratio_paired_median"]
-    print(f"\ntargets at batch {bs} (ratios: median of per-round pairs; best-of-rounds in brackets):")
-    print(f"  fp32 >= 1.3x the reference: {ratio:.2f}x [{fp32['ratio_best']:.2f}x] -> {'met' if ratio >= 1.3 else 'NOT met'}; "
-          f"predictions within 1e-4: {fp32['max_abs_diff_vs_reference']:.1e} -> {'met' if fp32['max_abs_diff_vs_reference'] <= 1e-4 else 'NOT met'}")
-    share = fp32["gflops_executed"] / peak
-    print(f"  fp32 >= 60% of matmul peak: {100 * share:.0f}% counting executed FLOPs, {100 * fp32['gflops_model'] / peak:.0f}% "
-          f"counting the model's (best rounds) -> {'met' if share >= 0.6 else 'NOT met'}")
-    for mode, row in rows.items():
-        if mode != "fp32":
-            ratio = row["ratio_paired_median"]
-            print(f"  {mode} >= 2x the reference: {ratio:.2f}x [{row['ratio_best']:.2f}x] -> {'met' if ratio >= 2 else 'NOT met'}; "
-                  f"accuracy cost: MAE vs true z {row['mae_fp32']:.4f} -> {row['mae']:.4f}, max |diff| vs fp32 {row['max_abs_diff_vs_fp32']:.1e}")
+            json.dump({"model": args.model, "samples": args.samples, "rows": rows}, fh, indent=1)
+    return 0 if met else 1
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Local baseline: samples/s of the ``full`` model on synthetic data, no Lambda, no S3.
+"""Local baseline: samples/s of the ``astromae`` model (its plain forward) on synthetic data, no Lambda, no S3.
 
 Gives the number a serverless run is compared against. Usage:
 
@@ -13,7 +13,8 @@ import time
 import torch
 
 from inference.data import generate
-from inference.model import count_parameters, flops_per_sample, load_model
+from inference.checkpoint import load_model
+from inference.model import count_parameters, flops_per_sample
 
 
 def _sync(device: str) -> None:
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--samples", type=int, default=2048, help="synthetic samples to run (default 2048)")
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128, 512])
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    ap.add_argument("--model", default="full", help="config name (default full)")
+    ap.add_argument("--model", default="astromae", help="built-in model name (default astromae)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():

@@ -343,10 +343,10 @@ def run_sweep(args: argparse.Namespace, target: Any, todo: list[Config], rows: l
 
 
 def _check_model(spec: str) -> None:
-    from inference.model import CONFIGS
+    from inference.model import builtin_names, is_builtin
 
-    if spec not in CONFIGS and not Path(spec).is_file():
-        raise ValueError(f"--model {spec!r}: not a built-in model ({', '.join(CONFIGS)}) and no such checkpoint file")
+    if not is_builtin(spec) and not Path(spec).is_file():
+        raise ValueError(f"--model {spec!r}: not a built-in model ({builtin_names()}) and no such checkpoint file")
 
 
 def main(args: argparse.Namespace) -> int:

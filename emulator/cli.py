@@ -44,19 +44,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--target", default=None, help="embedded (default), localstack or aws")
     run.add_argument("--endpoint", default=None, help="emulator endpoint (default: a running 'emulator up', else in-process)")
     run.add_argument("--data", type=Path, help="a partition file (split for you) or a folder of 1.pt..N.pt")
-    run.add_argument("--samples", type=positive_int, default=None, help="samples to generate when --data is absent (default 2048)")
+    run.add_argument("--samples", type=positive_int, default=None, help="samples to generate when --data is absent (default 16384: 4 partitions of ~80 MiB)")
     run.add_argument("--seed", type=int, default=0, help="seed of the generated data")
     size = run.add_mutually_exclusive_group()
     size.add_argument("--partition-size", help="split into partitions of this size, e.g. 25MB")
     size.add_argument("--world-size", type=positive_int, help="number of ranks (default 4; with a folder, one rank per file)")
     run.add_argument("--batch-size", type=positive_int, default=512)
     run.add_argument("--max-concurrency", type=positive_int, default=None, help="Map MaxConcurrency and warm workers (default: cores, at most world size)")
-    run.add_argument("--model", default="full", help="tiny, full or a checkpoint file")
+    run.add_argument("--model", default="astromae", help="astromae (the reference's ViT_Astro; default), tiny, or a checkpoint file (ours, a ViT_Astro state dict, or the reference's pickled DataParallel(ViT_Astro))")
     run.add_argument("--model-folder", type=Path, help="your own model folder (model.py with load/predict; see the README)")
     run.add_argument("--memory", type=positive_int, default=3008, help="Infer function MemorySize in MB (enforced on RSS)")
     run.add_argument("--timeout", type=positive_int, default=900, help="Infer function Timeout in seconds")
     run.add_argument("--tolerated-failure-percentage", type=float, default=0.0)
     run.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    run.add_argument("--metrics", choices=("wall-clock", "reference"), default="wall-clock", help="the records' definitions: wall-clock (default) or the reference's (profiler CPU time, decimal-MB allocation sums)")
     run.add_argument("--payload", type=Path, help="a raw Step Functions input (JSON file; reference keys accepted)")
     run.add_argument("--run-id", help="name of the run (default: run-<time>-<random>)")
     run.add_argument("--resume", metavar="RUN_ID", help="re-run only the failed or missing ranks of that run (its folder: --out or cosmicai-out/RUN_ID)")
@@ -69,10 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     local = sub.add_parser("local", help="run one partition in this process (the reference's 'Local' row)")
     local.add_argument("--data", type=Path, required=True)
     local.add_argument("--batch-size", type=positive_int, default=512)
-    local.add_argument("--model", default="full", help="tiny, full or a checkpoint file")
+    local.add_argument("--model", default="astromae", help="astromae (default), tiny or a checkpoint file (any format --model of run takes)")
     local.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     local.add_argument("--model-folder", type=Path, help="your own model folder (model.py with load/predict) instead of --model")
     local.add_argument("--precision", choices=("fp32", "int8", "bf16"), default="fp32", help="fp32 (default); int8 (CPU) or bf16 (native bf16 only) trade accuracy for speed")
+    local.add_argument("--metrics", choices=("wall-clock", "reference"), default="wall-clock", help="the record's definitions: wall-clock (default) or the reference's")
+    local.add_argument("--threads", type=positive_int, default=None, help="torch intra-op threads (default: torch's, all cores)")
     local.add_argument("--profile", action="store_true", help="profile one extra batch after the timed loop")
     local.add_argument("--json", action="store_true", help="print only the record JSON on stdout")
 
@@ -82,20 +85,21 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--samples", type=positive_int, required=True)
     make.add_argument("--out", type=Path, required=True)
     make.add_argument("--seed", type=int, default=0)
-    make.add_argument("--format", choices=("dict", "tensordataset"), default="dict")
+    make.add_argument("--format", choices=("tensordataset", "dict"), default="tensordataset", help="tensordataset (default: the reference's layout, float64 magnitudes) or dict")
     split = data_sub.add_parser("split", help="split a data file into 1.pt..N.pt")
     split.add_argument("path", type=Path)
     how = split.add_mutually_exclusive_group(required=True)
     how.add_argument("--partition-size")
     how.add_argument("--partitions", type=positive_int)
     split.add_argument("--out", type=Path, required=True)
+    split.add_argument("--format", choices=("tensordataset", "dict"), default="tensordataset", help="tensordataset (default: the reference's layout) or dict")
 
     deploy = sub.add_parser("deploy", help="deploy the pipeline into a running emulator (or another target)")
     deploy.add_argument("--target", default=None)
     deploy.add_argument("--endpoint", default=None)
     deploy.add_argument("--stack", default="cosmicai")
     deploy.add_argument("--bucket", default="cosmicai-data")
-    deploy.add_argument("--model", default="full", help="tiny, full or a checkpoint file")
+    deploy.add_argument("--model", default="astromae", help="astromae (default), tiny or a checkpoint file (any format --model of run takes)")
     deploy.add_argument("--model-folder", type=Path, help="your own model folder, uploaded under scripts/<folder name>/")
     deploy.add_argument("--max-concurrency", type=positive_int, default=2)
     deploy.add_argument("--memory", type=positive_int, default=3008)
@@ -149,10 +153,11 @@ def _add_aws_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _estimate_samples_per_rank(args: argparse.Namespace, world: int) -> int:
+    from emulator.runs import DEFAULT_SAMPLES
     from inference.naming import SAMPLE_BYTES
 
     if args.data is None:
-        return max(1, (args.samples or 2048) // world)
+        return max(1, (args.samples or DEFAULT_SAMPLES) // world)
     files = list(args.data.glob("*.pt")) if args.data.is_dir() else [args.data]
     return max(1, sum(f.stat().st_size for f in files) // SAMPLE_BYTES // world)
 
@@ -201,6 +206,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         tolerated_failure_percentage=args.tolerated_failure_percentage,
         device=args.device,
         payload=payload,
+        metrics=args.metrics,
     )
     stack = Stack(name=args.stack, bucket=args.bucket, infer_memory_mb=args.memory, infer_timeout_s=args.timeout, max_concurrency=concurrency)
     if target.name == "aws":
@@ -262,9 +268,10 @@ def cmd_local(args: argparse.Namespace) -> int:
     if args.model_folder is not None:
         if not (args.model_folder / "model.py").is_file():
             raise BadInput(f"--model-folder {args.model_folder}: no model.py in it (see the README's model folder interface)")
-        record = run_local_folder(args.data, args.model_folder, batch_size=args.batch_size, device=args.device)
+        record = run_local_folder(args.data, args.model_folder, batch_size=args.batch_size, device=args.device, metrics=args.metrics, threads=args.threads)
     else:
-        record = run_local(args.data, batch_size=args.batch_size, model=_check_model(args.model), device=args.device, profile=args.profile, precision=args.precision)
+        record = run_local(args.data, batch_size=args.batch_size, model=_check_model(args.model), device=args.device, profile=args.profile,
+                           precision=args.precision, metrics=args.metrics, threads=args.threads)
     if args.json:
         console.print_json(record)
     else:
@@ -283,7 +290,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     if not args.path.is_file():
         raise BadInput(f"{args.path}: no such file")
     size = parse_size(args.partition_size) if args.partition_size else None
-    paths = split_file(args.path, args.out, partition_size=size, partitions=args.partitions)
+    paths = split_file(args.path, args.out, partition_size=size, partitions=args.partitions, fmt=args.format)
     console.out.print(f"wrote {len(paths)} partitions to {args.out} ({paths[0].name} .. {paths[-1].name})")
     return EXIT_OK
 
@@ -380,10 +387,10 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def _check_model(spec: str) -> str:
-    from inference.model import CONFIGS
+    from inference.model import builtin_names, is_builtin
 
-    if spec not in CONFIGS and not Path(spec).is_file():
-        raise BadInput(f"--model {spec!r}: not a built-in model ({', '.join(CONFIGS)}) and no such checkpoint file")
+    if not is_builtin(spec) and not Path(spec).is_file():
+        raise BadInput(f"--model {spec!r}: not a built-in model ({builtin_names()}) and no such checkpoint file")
     return spec
 
 

@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds-per-rank", type=float, help="billed seconds of one Infer invocation (default: measured)")
     parser.add_argument("--memory", type=int, required=True, help="Infer MemorySize in MB (128..10240)")
     parser.add_argument("--arch", choices=ARCHITECTURES, default="x86_64")
-    parser.add_argument("--model", default="full", help="model timed for the per-sample estimate (tiny, full)")
+    parser.add_argument("--model", default="astromae", help="model timed for the per-sample estimate (astromae, tiny)")
     parser.add_argument("--json", action="store_true", help="print only a JSON object")
 
 
@@ -37,7 +37,7 @@ def measured_seconds_per_sample(model_name: str, samples: int = 64) -> float:
 
     from inference.data import generate
     from inference.measure import predict
-    from inference.model import load_model
+    from inference.checkpoint import load_model
 
     model = load_model(model_name)
     data = generate(samples, seed=0)

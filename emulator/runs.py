@@ -27,14 +27,15 @@ from emulator.embedded import EmbeddedEmulator
 from emulator.targets import TargetSettings
 from inference.data import generate, list_partitions, load_partition, parse_size, split
 from inference.errors import PayloadError
-from inference.model import CONFIGS, checkpoint_bytes, load_checkpoint, load_model
+from inference.checkpoint import checkpoint_bytes, load_checkpoint, load_model
+from inference.model import DEFAULT_MODEL, builtin_names, canonical_name, is_builtin
 from inference.modelfolder import MODULE
 
 BUILTIN_FOLDER = Path(str(resources.files("inference.builtin") / "redshift"))  # the built-in model, as a model folder
 from inference.payload import parse_payload
 
 logger = logging.getLogger(__name__)
-DEFAULT_SAMPLES = 2048  # with the full model (~40 samples/s on 2 cores) the default run takes about a minute
+DEFAULT_SAMPLES = 16_384  # generated when no data is given: 4 partitions of ~80 MiB, about a minute on 2 cores
 
 
 @dataclass(frozen=True)
@@ -48,13 +49,14 @@ class RunRequest:
     world_size: int | None = None
     batch_size: int = 512
     max_concurrency: int | None = None
-    model: str = "full"
+    model: str = DEFAULT_MODEL
     model_folder: Path | None = None  # a user's model folder (overrides model)
     run_id: str | None = None
     tolerated_failure_percentage: float = 0.0
     device: str = "cpu"
     payload: dict[str, Any] | None = None  # a raw execution input (reference keys accepted)
     timeout_s: float | None = None
+    metrics: str = "wall-clock"  # the records' definitions: wall-clock or reference
 
 
 @dataclass
@@ -87,12 +89,12 @@ def model_folder(spec: str, folder: Path | None, workdir: Path) -> tuple[str, Pa
         if not (folder / MODULE).is_file():
             raise PayloadError(f"--model-folder {folder}: no {MODULE} in it (see the README's model folder interface)")
         return _safe_name(folder.resolve().name), folder
-    if spec in CONFIGS:
-        model, name = load_model(spec), spec
+    if is_builtin(spec):
+        model, name = load_model(spec), canonical_name(spec)
     else:
         path = Path(spec)
         if not path.is_file():
-            raise PayloadError(f"model: {spec!r} is neither a built-in model ({', '.join(CONFIGS)}) nor a checkpoint file")
+            raise PayloadError(f"model: {spec!r} is neither a built-in model ({builtin_names()}) nor a checkpoint file")
         model, name = load_checkpoint(path), _safe_name(path.stem)
     built = workdir / f"model-{name}"
     built.mkdir(parents=True, exist_ok=True)
@@ -157,6 +159,7 @@ def build_payload(request: RunRequest, bucket: str, data_prefix: str, model_key:
         "batch_size": request.batch_size,
         "model_key": model_key,
         "device": request.device,
+        "metrics": request.metrics,
         "run_id": run_id,
         "tolerated_failure_percentage": request.tolerated_failure_percentage,
     }

@@ -5,15 +5,22 @@ Artifacts written (all by :func:`save_partition`, atomically):
 * ``<out_dir>/1.pt`` .. ``<out_dir>/N.pt`` -- one file per rank, named so that
   numeric order is rank order (``sorted_partitions``; never lexicographic).
 
-Partition format: a ``torch.save`` file holding either
+Partition format: a ``torch.save`` file holding the three tensors ``images``
+[N,5,32,32], ``magnitudes`` [N,5] and ``redshifts`` [N], either
 
-* ``fmt="dict"``: ``{"images": float32 [N,5,32,32], "magnitudes": float32 [N,5],
-  "redshifts": float32 [N]}``, or
-* ``fmt="tensordataset"``: ``torch.utils.data.TensorDataset(images, magnitudes,
-  redshifts)`` -- the reference project's format.
+* ``fmt="tensordataset"`` (default): ``torch.utils.data.TensorDataset(images,
+  magnitudes, redshifts)`` -- the reference's layout (its ``split_data.py``):
+  images float32, **magnitudes float64** (20,480 + 40 = 20,520 bytes per sample),
+  redshifts float32; these files load in the reference's own loader; or
+* ``fmt="dict"``: ``{"images": ..., "magnitudes": ..., "redshifts": ...}`` with the
+  same dtypes.
 
-Loading is always ``torch.load(..., weights_only=True)``; the TensorDataset
-class is admitted through an allow-list, so a partition never runs pickled code.
+Loading (:func:`load_partition`) accepts either layout with any real floating or
+integer dtype and casts to float32 at this edge (``Partition.cast`` names what
+was cast, for the rank's log); it refuses what cannot be converted: wrong keys,
+ranks or shapes, bool or complex tensors, NaN/Inf in the inputs. Loading is
+always ``torch.load(..., weights_only=True)`` with TensorDataset allow-listed, so
+a partition never runs pickled code.
 """
 
 from __future__ import annotations
@@ -21,7 +28,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import pickle
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +38,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from inference.errors import PartitionError
+from inference.safeload import safe_load
 from inference.naming import SAMPLE_BYTES, parse_size, partition_index, sorted_partitions  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
@@ -75,7 +82,8 @@ def generate(n_samples: int, seed: int = 0) -> dict[str, torch.Tensor]:
     term; random axis ratio, orientation and sub-pixel centre; Gaussian sky
     noise per band. Fluxes are in nanomaggies (zero point 22.5), images sum
     to the band flux plus noise, and magnitudes are -2.5 log10(flux) + 22.5
-    plus small photometric noise.
+    plus small photometric noise. Dtypes are the reference's on-disk layout:
+    images float32 (n,5,32,32), magnitudes float64 (n,5), redshifts float32 (n,).
     """
     if n_samples < 0:
         raise ValueError(f"n_samples must be >= 0, got {n_samples}")
@@ -105,7 +113,7 @@ def generate(n_samples: int, seed: int = 0) -> dict[str, torch.Tensor]:
     centre = 15.5 + (torch.rand(n, 2, generator=g, dtype=torch.float64) - 0.5)
     sky = torch.tensor([0.04, 0.01, 0.015, 0.02, 0.06], dtype=torch.float64)  # nMgy / pixel
     mag_err = torch.tensor([0.05, 0.02, 0.02, 0.02, 0.03], dtype=torch.float64)
-    magnitudes = (mags + mag_err * torch.randn(n, 5, generator=g, dtype=torch.float64)).float()
+    magnitudes = mags + mag_err * torch.randn(n, 5, generator=g, dtype=torch.float64)  # float64, as the reference stores them
 
     images = torch.empty(n, *_IMAGE_SHAPE, dtype=torch.float32)
     coords = torch.arange(32, dtype=torch.float32)
@@ -133,12 +141,13 @@ def generate(n_samples: int, seed: int = 0) -> dict[str, torch.Tensor]:
 
 @dataclass
 class Partition:
-    """One loaded, validated partition."""
+    """One loaded, validated partition, every tensor float32."""
 
     images: torch.Tensor  # float32 (N,5,32,32)
     magnitudes: torch.Tensor  # float32 (N,5)
     redshifts: torch.Tensor  # float32 (N,)
     path: Path | None = None
+    cast: tuple[str, ...] = ()  # what was cast to float32 on load, e.g. ("magnitudes float64",)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -152,8 +161,11 @@ class Partition:
         return {"images": self.images, "magnitudes": self.magnitudes, "redshifts": self.redshifts}
 
 
+ON_DISK_DTYPES = {"images": torch.float32, "magnitudes": torch.float64, "redshifts": torch.float32}  # the reference's layout
+
+
 def _validate(obj: Any, where: str) -> dict[str, torch.Tensor]:
-    """The three named tensors of a dict or TensorDataset, or PartitionError saying what is wrong."""
+    """The three named tensors of a dict or TensorDataset (dtypes as found), or PartitionError saying what is wrong."""
     if isinstance(obj, TensorDataset):
         if len(obj.tensors) != 3:
             raise PartitionError(f"{where}: TensorDataset holds {len(obj.tensors)} tensors, expected 3 "
@@ -176,8 +188,8 @@ def _validate(obj: Any, where: str) -> dict[str, torch.Tensor]:
         if x.dim() != 1 + len(tail) or tuple(x.shape[1:]) != tail:
             want = "(N" + "".join(f", {d}" for d in tail) + ")"
             raise PartitionError(f"{where}: {key} has shape {tuple(x.shape)}, expected {want}")
-        if x.dtype != torch.float32:
-            raise PartitionError(f"{where}: {key} has dtype {x.dtype}, expected torch.float32")
+        if x.dtype == torch.bool or x.is_complex():
+            raise PartitionError(f"{where}: {key} has dtype {x.dtype}, which is not a real number type (float32 expected)")
         if n is not None and x.shape[0] != n:
             raise PartitionError(f"{where}: mismatched lengths: images has {n} samples, {key} has {x.shape[0]}")
         n = x.shape[0]
@@ -191,64 +203,52 @@ def _validate(obj: Any, where: str) -> dict[str, torch.Tensor]:
     return {k: obj[k] for k in KEYS}
 
 
-def _torch_load(p: Path) -> Any:
-    """weights_only torch.load with TensorDataset allow-listed; every failure is one PartitionError."""
-    where = f"partition {p}"
-    if not p.exists():
-        raise PartitionError(f"{where}: file not found")
-    if not p.is_file():
-        raise PartitionError(f"{where}: not a regular file")
-    with open(p, "rb") as f:
-        head = f.read(4)
-    if not head:
-        raise PartitionError(f"{where}: empty file")
-    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
-        raise PartitionError(f"{where}: not a torch.save file (starts with {head!r})")
-    try:
-        with torch.serialization.safe_globals([TensorDataset]):
-            return torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        detail = str(exc).split("WeightsUnpickler error:")[-1].strip().split(". Please use")[0].split("\n")[0]
-        raise PartitionError(
-            f"{where}: refused: the file contains pickled code/objects outside the allow-list ({detail})") from exc
-    except Exception as exc:  # zip/stream errors, EOF, unexpected pickle content
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise PartitionError(f"{where}: truncated or corrupt torch file ({type(exc).__name__}: {msg})") from exc
-
-
 def load_partition(path: str | os.PathLike) -> Partition:
-    """Load and validate one partition file (either format); never runs pickled code."""
+    """Load and validate one partition file (either layout, any real dtype), cast to float32; never runs pickled code."""
     p = Path(path)
-    t = _validate(_torch_load(p), f"partition {p}")
-    return Partition(t["images"], t["magnitudes"], t["redshifts"], p)
+    where = f"partition {p}"
+    t = _validate(safe_load(p, where, PartitionError, allow=[TensorDataset]), where)
+    cast = tuple(f"{k} {v.dtype}".replace("torch.", "") for k, v in t.items() if v.dtype != torch.float32)
+    t = {k: v.float() for k, v in t.items()}
+    return Partition(t["images"], t["magnitudes"], t["redshifts"], p, cast)
 
 
 def save_partition(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor] | Partition,
-                   fmt: str = "dict") -> Path:
-    """Validate and write one partition atomically (temp file in the same folder + os.replace).
+                   fmt: str = "tensordataset") -> Path:
+    """Validate and write one partition atomically (temp file in the same folder + os.replace), in the reference's dtypes.
 
-    Tensors are cloned first: ``torch.save`` of a slice would write the whole
-    underlying storage.
+    ``fmt`` "tensordataset" (default, the reference's layout) or "dict". Tensors
+    are cloned first: ``torch.save`` of a slice would write the whole underlying storage.
     """
     p = Path(path)
     t = _validate(tensors, f"partition {p}")
-    t = {k: v.detach().cpu().contiguous().clone() for k, v in t.items()}
+    t = {k: v.detach().cpu().to(ON_DISK_DTYPES[k]).contiguous().clone() for k, v in t.items()}
     if fmt == "dict":
         obj: Any = t
     elif fmt == "tensordataset":
         obj = TensorDataset(*(t[k] for k in KEYS))
     else:
-        raise ValueError(f"unknown partition format {fmt!r}; valid: 'dict', 'tensordataset'")
+        raise ValueError(f"unknown partition format {fmt!r}; valid: {', '.join(FORMATS)}")
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: give the file the user's umask, as open() would
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return p
+
+
+FORMATS = ("tensordataset", "dict")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 # --------------------------------------------------------------------------- names and sizes
@@ -289,7 +289,7 @@ def _bounds(n: int, partition_size: int | str | None, partitions: int | None) ->
 
 
 def split(tensors_or_partition: Mapping[str, torch.Tensor] | Partition, out_dir: str | os.PathLike, *,
-          partition_size: int | str | None = None, partitions: int | None = None, fmt: str = "dict") -> list[Path]:
+          partition_size: int | str | None = None, partitions: int | None = None, fmt: str = "tensordataset") -> list[Path]:
     """Write contiguous partitions ``1.pt`` .. ``N.pt`` into ``out_dir``; return them in numeric order.
 
     By size: samples per partition = max(1, size // SAMPLE_BYTES), the last
@@ -300,8 +300,8 @@ def split(tensors_or_partition: Mapping[str, torch.Tensor] | Partition, out_dir:
     t = _validate(tensors_or_partition, "split input")
     n = int(t["images"].shape[0])
     bounds = _bounds(n, partition_size, partitions)
-    if fmt not in ("dict", "tensordataset"):
-        raise ValueError(f"unknown partition format {fmt!r}; valid: 'dict', 'tensordataset'")
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown partition format {fmt!r}; valid: {', '.join(FORMATS)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [save_partition(out / f"{i}.pt", {k: v[a:b] for k, v in t.items()}, fmt=fmt)

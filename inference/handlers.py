@@ -98,7 +98,9 @@ def infer(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     item = RankItem.model_validate(event)
     record, tensors = run_rank(item)
     buffer = tensor_bytes(tensors)
-    s3io.put_bytes(item.bucket, record["result_path"], buffer)
+    with s3io.phase("result"):
+        s3io.put_bytes(item.bucket, record["result_path"], buffer)
+    record.update(s3io.timings())
     record["lambda_memory_mb"] = int(os.environ.get(constants.FUNCTION_MEMORY_MB, "0")) or None
     record["lambda_duration_s"] = time.perf_counter() - started
     s3io.put_json(item.bucket, f"{_records_prefix(item.result_prefix)}{item.rank}.json", record)

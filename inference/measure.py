@@ -1,8 +1,12 @@
 """One rank's work: batched inference over its samples, measured into the result record.
 
 The record keeps the reference project's keys so its notebooks and plots work
-unchanged, with honest definitions (units: "MB" is MiB, 2**20 bytes, as the
-reference's own figures are; e.g. its image memory 10.0195 MB = 512 x 20,520 B):
+unchanged. By default (``metrics: "wall-clock"``) they carry honest wall-clock
+definitions (units: "MB" is MiB, 2**20 bytes, as the reference's image, model
+and process memory are; e.g. its image memory 10.0195 MB = 512 x 20,520 B).
+With ``metrics: "reference"`` the loop runs the reference's way and the keys
+its Lambda code fills take its definitions (``inference.refmetrics``: profiler
+CPU time, decimal-MB allocation sums, bits fed). Every record names its set:
 
 =================================  ==========================================================
 ``num_batches``                    ceil(num_samples / batch_size)
@@ -27,6 +31,13 @@ reference's own figures are; e.g. its image memory 10.0195 MB = 512 x 20,520 B):
 ``started_at`` / ``finished_at``   ISO-8601 UTC timestamps around the loop
 ``peak_rss_mb``                    same figure as total_process_memory (MB)
 ``status`` / ``error``             "succeeded" / null, or "failed" / {"type", "message"}
+``metrics``                        "wall-clock" (the definitions above) or "reference"
+``s3_*``                           the rank's S3 calls (``inference.s3io``), seconds: the
+                                   reference's ``s3_num_requests``, ``s3_total_time``,
+                                   ``s3_avg_time``, ``s3_min_time``, ``s3_max_time``,
+                                   ``s3_first_request_time``/``s3_last_response_time`` (epoch),
+                                   and ``s3_data_download_s``, ``s3_model_download_s``,
+                                   ``s3_result_upload_s``; null where no S3 was used (local)
 =================================  ==========================================================
 
 The torch profiler is optional (``profile=True``) and runs one extra batch after
@@ -46,9 +57,12 @@ import torch
 
 from inference.naming import SAMPLE_BYTES
 from inference.precision import check_supported, prepare
-from inference.records import EXTRA_KEYS, REFERENCE_KEYS, utc_now  # noqa: F401 (re-exported)
+from inference.records import EXTRA_KEYS, REFERENCE_KEYS, S3_KEYS, utc_now  # noqa: F401 (re-exported)
+from inference.refmetrics import ReferenceFigures, check_metrics, reference_loop
 
 MIB = 2**20
+
+
 @dataclass(frozen=True)
 class LoopTiming:
     """What the timed inference loop measured."""
@@ -58,6 +72,11 @@ class LoopTiming:
     started_at: str
     finished_at: str
     prepare_s: float = 0.0  # preparing the model for the precision mode, before the loop (not in wall_s)
+    reference: ReferenceFigures | None = None  # the reference's figures, when the loop ran its way
+
+    @classmethod
+    def of_reference(cls, figures: ReferenceFigures, prepare_s: float = 0.0) -> "LoopTiming":
+        return cls(figures.wall_s, figures.cpu_s, figures.started_at, figures.finished_at, prepare_s, figures)
 
 
 def check_batch_size(batch_size: Any) -> int:
@@ -70,25 +89,31 @@ def check_batch_size(batch_size: Any) -> int:
 def predict(
     model: torch.nn.Module,
     images: torch.Tensor,  # (N, 5, 32, 32) float32
-    magnitudes: torch.Tensor,  # (N, 5) float32
+    magnitudes: torch.Tensor,  # (N, 5)
     batch_size: int,
     device: str | torch.device = "cpu",
     precision: str = "fp32",
+    metrics: str = "wall-clock",
 ) -> tuple[torch.Tensor, LoopTiming]:
     """Batched inference in order; returns predictions (N,) float32 on the CPU and the loop's timing.
 
     ``model`` must be on ``device``. It is prepared once for ``precision``
     (``inference.precision.prepare``: the inference forward, int8 or bf16),
-    outside the timed loop; batches are slices of the loaded tensors (no copies,
-    no DataLoader) moved to ``device``; the loop runs under ``inference_mode``.
+    outside the timed loop. ``wall-clock``: batches are slices of the loaded
+    tensors (no copies, no DataLoader) under ``inference_mode``; ``reference``:
+    the reference's loop (``inference.refmetrics``) around the same prepared model.
     """
     check_batch_size(batch_size)
+    check_metrics(metrics)
     _, device = check_supported(precision, device)
     n = images.shape[0]
-    out = torch.empty(n, dtype=torch.float32)  # (N,)
     t_prepare = time.perf_counter()
     net = prepare(model, precision, device)
     prepare_s = time.perf_counter() - t_prepare
+    if metrics == "reference":
+        outs, figures = reference_loop(lambda b: net(b["images"], b["magnitudes"]), {"images": images, "magnitudes": magnitudes}, batch_size, device)
+        return torch.cat(outs).float().cpu(), LoopTiming.of_reference(figures, prepare_s)
+    out = torch.empty(n, dtype=torch.float32)  # (N,)
     started_at = utc_now()
     cpu0, t0 = time.process_time(), time.perf_counter()
     with torch.inference_mode():
@@ -115,7 +140,7 @@ def peak_rss_bytes() -> int:
 
 def build_record(
     *,
-    model: torch.nn.Module,
+    model: torch.nn.Module | None,
     num_samples: int,
     batch_size: int,
     device: str,
@@ -125,14 +150,20 @@ def build_record(
     data_path: str,
     result_path: str,
     load_time_s: float,
+    s3: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The per-rank result record (see the module docstring for every definition)."""
+    """The per-rank result record (see the module docstring for every definition).
+
+    ``model`` None (a model folder's model that is not an nn.Module) counts 0 MB of
+    model memory. ``s3`` carries the ``s3_*`` keys (``inference.s3io``); absent, they are null.
+    """
     num_batches = math.ceil(num_samples / batch_size) if num_samples else 0
     sample_persec = num_samples / timing.wall_s if timing.wall_s > 0 else 0.0
-    peak = max(peak_rss_bytes(), psutil.Process().memory_info().rss) / MIB
-    model_mb = model_memory_bytes(model) / MIB
+    rss = psutil.Process().memory_info().rss
+    peak = max(peak_rss_bytes(), rss) / MIB
+    model_mb = model_memory_bytes(model) / MIB if model is not None else 0.0
     image_mb = min(batch_size, num_samples) * SAMPLE_BYTES / MIB
-    return {
+    record: dict[str, Any] = {
         "num_batches": num_batches,
         "batch_size": batch_size,
         "device": str(device),
@@ -141,7 +172,7 @@ def build_record(
         "result_path": result_path,
         "data_path": data_path,
         "total_cpu_time (seconds)": timing.cpu_s,
-        "total_cpu_memory (MB)": psutil.Process().memory_info().rss / MIB,
+        "total_cpu_memory (MB)": rss / MIB,
         "total_process_memory (MB)": peak,
         "library_overhead_memory (MB)": peak - model_mb - image_mb,
         "total_image_memory (MB)": image_mb,
@@ -157,7 +188,15 @@ def build_record(
         "peak_rss_mb": peak,
         "status": "succeeded",
         "error": None,
+        "metrics": "wall-clock",
+        **{key: None for key in S3_KEYS},
+        **(s3 or {}),
     }
+    if timing.reference is not None:
+        record.update(timing.reference.record_keys(num_samples, batch_size), metrics="reference")
+        process = record["total_process_memory (MB)"]
+        record["library_overhead_memory (MB)"] = process - model_mb - image_mb
+    return record
 
 
 def profile_one_batch(model: torch.nn.Module, images: torch.Tensor, magnitudes: torch.Tensor, batch_size: int, device: str) -> str:

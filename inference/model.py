@@ -1,68 +1,84 @@
-"""The AstroMAE-style photometric-redshift network, its configs and checkpoint I/O.
+"""The reference's photometric-redshift network, ``ViT_Astro``, rebuilt from ``torch.nn``.
 
-Three branches read one galaxy: a ViT over the 5-band 32x32 cutout, an
-Inception-style CNN over the same cutout, and an MLP over the 5 magnitudes.
-Their features are concatenated and a small head regresses one redshift.
-Built from ``torch.nn`` only, so the Lambda image needs nothing but torch.
+AstroMAE's ViT encoder, an Inception CNN and a magnitude MLP read one galaxy
+(a 5-band 32x32 cutout and its 5 magnitudes); their features are concatenated
+and a small head regresses one redshift. Layers, their order and their names
+are the reference's (AI-for-Astronomy, ``blocks/model_vit_inception.py``,
+``blocks/photoz.py``, timm's ``vision_transformer``), so its state dict maps
+onto this code by name (without DataParallel's ``module.`` prefix):
+``cls_token``, ``pos_embed``, ``fc_norm``, ``head``, ``inception_model.*``,
+``blocks.<i>.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}``,
+``patch_embed.proj``, ``vit_block``, ``concat_block``.
 
-Checkpoints are ``{"config": ModelConfig.to_dict(), "state_dict": ...}`` and
-are always read with ``torch.load(..., weights_only=True)``: loading a model
-never runs pickled code.
+Inference order (nanoGPT style): ``build_model(config, seed)`` or a checkpoint
+(``inference.checkpoint``), then ``eval()``, then calls under
+``torch.inference_mode()``. Built from ``torch.nn`` only: the Lambda image
+needs nothing but torch.
 """
 
 from __future__ import annotations
 
-import logging
-import io
-import os
-import pickle
-from collections.abc import Mapping
+import math
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from inference.errors import CheckpointMismatch, UnknownModel
-
-log = logging.getLogger(__name__)
+from inference.errors import UnknownModel
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Every size knob of :class:`RedshiftModel`; defaults are the ``full`` model."""
+    """Every size knob of :class:`ViTAstro`; the defaults are the reference's model (``astromae``)."""
 
     in_channels: int = 5  # SDSS bands u, g, r, i, z
     image_size: int = 32  # cutout side in pixels
-    patch_size: int = 4  # ViT patch side: (32/4)^2 = 64 patches + 1 cls token
-    embed_dim: int = 384  # ViT token width
-    depth: int = 8  # number of transformer encoder layers
-    num_heads: int = 8  # attention heads; embed_dim must divide by it
-    mlp_ratio: float = 4.0  # transformer feed-forward width = mlp_ratio * embed_dim
-    cnn_widths: tuple[int, ...] = (96, 192, 384)  # Inception block output channels (4 branches of w/4)
-    mag_widths: tuple[int, ...] = (64, 128, 256)  # hidden widths of the magnitude MLP
-    head_widths: tuple[int, ...] = (1024, 256)  # hidden widths of the regression head (then -> 1)
-    dropout: float = 0.0  # dropout everywhere (inference: 0)
+    patch_size: int = 8  # ViT patch side: (32/8)^2 = 16 patches + 1 cls token = 17 tokens
+    embed_dim: int = 192  # ViT token width
+    depth: int = 12  # transformer blocks
+    num_heads: int = 3  # attention heads: head dim 192/3 = 64
+    mlp_ratio: float = 4.0  # block MLP width: 4 x 192 = 768
+    branch_width: int = 1096  # width of vit_block's output and of the CNN's features
+    stem_channels: int = 32  # inception_model.conv2d_init: 5 -> 32 channels, 1x1
+    inception_widths: tuple[int, ...] = (16, 16, 8, 8, 4)  # per Inception block: each branch's channels
+    magnitude_width: int = 1024  # the magnitude MLP's width
+    magnitude_layers: int = 5  # Linear layers of the magnitude MLP (ReLU between them)
+    head_width: int = 1024  # concat_block's hidden width
+    norm_eps: float = 1e-6  # LayerNorm eps (timm's MAE blocks and fc_norm)
 
     def __post_init__(self) -> None:
-        # JSON round trips give lists: store tuples so configs stay hashable/equal.
-        for name in ("cnn_widths", "mag_widths", "head_widths"):
-            object.__setattr__(self, name, tuple(int(w) for w in getattr(self, name)))
+        object.__setattr__(self, "inception_widths", tuple(int(w) for w in self.inception_widths))  # JSON gives lists
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
-        if self.embed_dim % self.num_heads:
-            raise ValueError(f"embed_dim {self.embed_dim} is not a multiple of num_heads {self.num_heads}")
-        if not self.cnn_widths or any(w % 4 or w <= 0 for w in self.cnn_widths):
-            raise ValueError(f"cnn_widths must be positive multiples of 4, got {self.cnn_widths}")
-        if self.image_size // 2 < 2 ** (len(self.cnn_widths) - 1):
-            raise ValueError(f"image_size {self.image_size} too small for {len(self.cnn_widths)} CNN blocks")
+        if self.embed_dim % self.num_heads or self.embed_dim % 4:
+            raise ValueError(f"embed_dim {self.embed_dim} must divide by num_heads {self.num_heads} and by 4 (2-D sin-cos)")
+        if not self.inception_widths or min(self.inception_widths) < 1 or self.magnitude_layers < 1:
+            raise ValueError("inception_widths must be positive and magnitude_layers >= 1")
+        if self.image_size % self.cnn_downsampling:
+            raise ValueError(f"image_size {self.image_size} does not halve {int(math.log2(self.cnn_downsampling))} times")
+
+    @property
+    def num_patches(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+    @property
+    def cnn_downsampling(self) -> int:
+        """The CNN pools after the stem and after every odd-numbered Inception block (the reference's rule)."""
+        return 2 ** (1 + len(self.inception_widths) // 2)
+
+    @property
+    def cnn_features(self) -> int:
+        """Flattened CNN output: the last block's 3 branches x its width x the pooled grid (12 x 4 x 4 = 192)."""
+        side = self.image_size // self.cnn_downsampling
+        return 3 * self.inception_widths[-1] * side * side
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict (tuples become lists)."""
         d = asdict(self)
-        for name in ("cnn_widths", "mag_widths", "head_widths"):
-            d[name] = list(d[name])
+        d["inception_widths"] = list(d["inception_widths"])
         return d
 
     @classmethod
@@ -76,86 +92,222 @@ class ModelConfig:
 
 
 CONFIGS: dict[str, ModelConfig] = {
-    "full": ModelConfig(),  # 15,893,833 parameters (60.6 MiB float32), the reference model's size
+    "astromae": ModelConfig(),  # the reference's ViT_Astro: 15,801,513 parameters, 0.219 GFLOP per sample
     "tiny": ModelConfig(
-        patch_size=8, embed_dim=64, depth=2, num_heads=4, mlp_ratio=2.0,
-        cnn_widths=(16, 32), mag_widths=(16, 32), head_widths=(64, 32),
-    ),  # ~0.1 M parameters: unit tests and CPU-only functional tests
+        embed_dim=32, depth=2, num_heads=2, mlp_ratio=2.0, branch_width=64, stem_channels=8,
+        inception_widths=(4, 4, 2, 2, 2), magnitude_width=32, magnitude_layers=2, head_width=32,
+    ),  # the same architecture scaled down (54,565 parameters): unit and functional tests
 }
+ALIASES = {"full": "astromae"}  # earlier name of the default model
+DEFAULT_MODEL = "astromae"
 
 
-def _mlp(widths: list[int], dropout: float) -> nn.Sequential:
-    """Linear+GELU stack through ``widths`` (every layer activated)."""
-    layers: list[nn.Module] = []
-    for a, b in zip(widths[:-1], widths[1:]):
-        layers += [nn.Linear(a, b), nn.GELU(), nn.Dropout(dropout)]
-    return nn.Sequential(*layers)
+def canonical_name(name: str) -> str:
+    """A built-in model's name with aliases resolved (``full`` -> ``astromae``)."""
+    return ALIASES.get(name, name)
+
+
+def is_builtin(name: str) -> bool:
+    return canonical_name(name) in CONFIGS
+
+
+def builtin_names() -> str:
+    """The valid built-in names, for error messages."""
+    return ", ".join([*CONFIGS, *(f"{a} (= {t})" for a, t in ALIASES.items())])
+
+
+def resolve_config(config: ModelConfig | str) -> ModelConfig:
+    if isinstance(config, ModelConfig):
+        return config
+    if isinstance(config, str) and is_builtin(config):
+        return CONFIGS[canonical_name(config)]
+    raise UnknownModel(f"unknown model {config!r}; valid names: {builtin_names()}")
+
+
+# --------------------------------------------------------------------------- the ViT encoder (timm's names)
+
+
+class PatchEmbed(nn.Module):
+    """(B, 5, 32, 32) -> (B, 16, 192): one strided convolution per 8x8 patch."""
+
+    def __init__(self, c: ModelConfig) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(c.in_channels, c.embed_dim, c.patch_size, stride=c.patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).flatten(2).transpose(1, 2)  # (B, D, 4, 4) -> (B, 16, D)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over one packed qkv projection, computed as timm 0.4.12 does: softmax(q k^T / 8) v."""
+
+    def __init__(self, c: ModelConfig) -> None:
+        super().__init__()
+        self.num_heads = c.num_heads
+        self.scale = (c.embed_dim // c.num_heads) ** -0.5  # 1/8 for head dim 64
+        self.qkv = nn.Linear(c.embed_dim, 3 * c.embed_dim)
+        self.proj = nn.Linear(c.embed_dim, c.embed_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape  # (B, 17, 192)
+        q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, H, T, 64)
+        weights = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)  # (B, H, T, T)
+        return self.proj((weights @ v).transpose(1, 2).reshape(b, t, d))
+
+
+class Mlp(nn.Module):
+    """fc1 -> exact (erf) GELU -> fc2: 192 -> 768 -> 192."""
+
+    def __init__(self, c: ModelConfig) -> None:
+        super().__init__()
+        hidden = int(c.embed_dim * c.mlp_ratio)
+        self.fc1 = nn.Linear(c.embed_dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, c.embed_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """A pre-norm transformer block: x + attn(norm1(x)), then + mlp(norm2(x)); no dropout."""
+
+    def __init__(self, c: ModelConfig) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(c.embed_dim, eps=c.norm_eps)
+        self.attn = Attention(c)
+        self.norm2 = nn.LayerNorm(c.embed_dim, eps=c.norm_eps)
+        self.mlp = Mlp(c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+def sincos_pos_embed(embed_dim: int, grid: int) -> torch.Tensor:
+    """MAE's fixed 2-D sin-cos table with a zero row for the cls token: (1, 1 + grid^2, D).
+
+    Half the width encodes one grid axis and half the other; each half is
+    sin and cos of the position times frequencies 1 / 10000^(i / (D/4)).
+    """
+    quarter = embed_dim // 4
+    omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)  # (D/4,)
+    rows, cols = torch.meshgrid(torch.arange(grid, dtype=torch.float64), torch.arange(grid, dtype=torch.float64), indexing="ij")
+
+    def one_axis(pos: torch.Tensor) -> torch.Tensor:
+        angles = pos.reshape(-1, 1) * omega  # (grid^2, D/4)
+        return torch.cat([angles.sin(), angles.cos()], dim=1)  # (grid^2, D/2)
+
+    table = torch.cat([one_axis(cols), one_axis(rows)], dim=1)  # (grid^2, D)
+    return torch.cat([torch.zeros(1, embed_dim, dtype=torch.float64), table]).float().unsqueeze(0)
+
+
+# --------------------------------------------------------------------------- the Inception CNN (blocks/photoz.py names)
+
+
+class ConvBlock(nn.Module):
+    """Conv2d (with bias) -> BatchNorm2d -> ReLU."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, padding: int = 0) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, kernel, padding=padding)
+        self.bn = nn.BatchNorm2d(c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn(self.conv(x)))
 
 
 class InceptionBlock(nn.Module):
-    """Parallel 1x1 / 3x3 / 5x5 / maxpool branches, each c_out/4 channels, concatenated."""
+    """Four branches of ``width`` channels each, concatenated: 1x1 | 1x1 -> 3x3 | 1x1 -> 5x5 | maxpool -> 1x1.
 
-    def __init__(self, c_in: int, c_out: int) -> None:
+    ``skip_5x5`` is the reference's ``is_custom`` last block: its 5x5 branch
+    has weights but is left out of the forward (3 x width channels out).
+    """
+
+    def __init__(self, c_in: int, width: int, skip_5x5: bool = False) -> None:
         super().__init__()
-        b = c_out // 4
-        r = max(b // 2, 1)  # 1x1 reduction before the 3x3 and 5x5 convolutions
-        self.b1 = nn.Sequential(nn.Conv2d(c_in, b, 1), nn.ReLU())
-        self.b3 = nn.Sequential(nn.Conv2d(c_in, r, 1), nn.ReLU(), nn.Conv2d(r, b, 3, padding=1), nn.ReLU())
-        self.b5 = nn.Sequential(nn.Conv2d(c_in, r, 1), nn.ReLU(), nn.Conv2d(r, b, 5, padding=2), nn.ReLU())
-        self.bp = nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1), nn.Conv2d(c_in, b, 1), nn.ReLU())
+        self.skip_5x5 = skip_5x5
+        self.branch1 = ConvBlock(c_in, width, 1)
+        self.branch2 = nn.Sequential(ConvBlock(c_in, width, 1), ConvBlock(width, width, 3, padding=1))
+        self.branch3 = nn.Sequential(ConvBlock(c_in, width, 1), ConvBlock(width, width, 5, padding=2))
+        self.branch4 = nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1), ConvBlock(c_in, width, 1))
+
+    @property
+    def out_channels(self) -> int:
+        return self.branch1.conv.out_channels * (3 if self.skip_5x5 else 4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # (B, c_in, H, W) -> (B, c_out, H, W)
-        return torch.cat([self.b1(x), self.b3(x), self.b5(x), self.bp(x)], dim=1)
+        branches = (self.branch1, self.branch2, self.branch4) if self.skip_5x5 else (self.branch1, self.branch2, self.branch3, self.branch4)
+        return torch.cat([branch(x) for branch in branches], dim=1)  # (B, 3 or 4 x width, H, W)
 
 
-class RedshiftModel(nn.Module):
-    """ViT + Inception CNN + magnitude MLP -> one redshift per galaxy."""
+class InputMixModel(nn.Module):
+    """The reference's ``Input_Mix_Model``: the Inception CNN over the cutout and the magnitude MLP.
+
+    ``vis_inception`` (a Sequential, indices as the reference's): 0 conv 1x1 (the
+    same module as ``conv2d_init``), 1 AvgPool 2, then the Inception blocks with an
+    AvgPool after every odd-numbered one, Flatten, Linear -> ReLU -> Linear.
+    """
+
+    def __init__(self, c: ModelConfig) -> None:
+        super().__init__()
+        self.conv2d_init = nn.Conv2d(c.in_channels, c.stem_channels, 1)
+        widths = c.magnitude_layers * [c.magnitude_width]
+        mag: list[nn.Module] = [nn.Linear(c.in_channels, widths[0])]
+        for a, b in zip(widths[:-1], widths[1:]):
+            mag += [nn.ReLU(), nn.Linear(a, b)]
+        self.magnitude_block = nn.Sequential(*mag)  # (B, 5) -> (B, 1024); no activation after the last
+        layers: list[nn.Module] = [self.conv2d_init, nn.AvgPool2d(2)]  # (B, 32, 16, 16)
+        c_in = c.stem_channels
+        last = len(c.inception_widths) - 1
+        for i, width in enumerate(c.inception_widths):
+            block = InceptionBlock(c_in, width, skip_5x5=i == last)
+            layers.append(block)
+            c_in = block.out_channels
+            if i % 2 == 1:
+                layers.append(nn.AvgPool2d(2))
+        layers += [nn.Flatten(), nn.Linear(c.cnn_features, c.branch_width), nn.ReLU(), nn.Linear(c.branch_width, c.branch_width)]
+        self.vis_inception = nn.Sequential(*layers)  # (B, 5, 32, 32) -> (B, 1096)
+
+    def forward(self, images: torch.Tensor, magnitudes: torch.Tensor) -> torch.Tensor:
+        cnn = self.vis_inception(images)  # (B, 1096)
+        return torch.cat([cnn, self.magnitude_block(magnitudes)], dim=1)  # (B, 1096 + 1024)
+
+
+# --------------------------------------------------------------------------- the whole model
+
+
+class ViTAstro(nn.Module):
+    """The reference's ``ViT_Astro``: (images (B, 5, 32, 32), magnitudes (B, 5)) -> redshift (B,).
+
+    Attribute order is the reference's, so ``state_dict()`` lists its keys in
+    the same order as the reference checkpoint's (388 entries for ``astromae``).
+    """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         c = self.config = config
-        d = c.embed_dim
-        n_patches = (c.image_size // c.patch_size) ** 2
-        # ViT branch
-        self.patch_embed = nn.Conv2d(c.in_channels, d, c.patch_size, stride=c.patch_size)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
-        self.pos_embed = nn.Parameter(torch.zeros(1, n_patches + 1, d))
-        layer = nn.TransformerEncoderLayer(
-            d, c.num_heads, dim_feedforward=int(c.mlp_ratio * d), dropout=c.dropout,
-            activation="gelu", batch_first=True, norm_first=True,
-        )
-        self.encoder = nn.TransformerEncoder(layer, c.depth, enable_nested_tensor=False)
-        self.vit_norm = nn.LayerNorm(d)  # pre-norm layers leave the output un-normalised
-        # CNN branch: stem at full resolution, max-pool to half, then blocks with 2x pooling between
-        w0 = c.cnn_widths[0]
-        self.cnn_stem = nn.Sequential(nn.Conv2d(c.in_channels, w0, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
-        blocks: list[nn.Module] = []
-        c_in = w0
-        for i, w in enumerate(c.cnn_widths):
-            if i:
-                blocks.append(nn.AvgPool2d(2))
-            blocks.append(InceptionBlock(c_in, w))
-            c_in = w
-        self.cnn = nn.Sequential(*blocks)
-        # magnitude branch
-        self.mag_mlp = _mlp([c.in_channels, *c.mag_widths], c.dropout)
-        # head over the concatenated features
-        widths = [d + c.cnn_widths[-1] + (c.mag_widths[-1] if c.mag_widths else c.in_channels), *c.head_widths]
-        self.head = nn.Sequential(_mlp(widths, c.dropout), nn.Linear(widths[-1], 1))
+        self.fc_norm = nn.LayerNorm(c.embed_dim, eps=c.norm_eps)
+        self.head = nn.Linear(c.embed_dim, c.embed_dim)
+        self.inception_model = InputMixModel(c)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, c.embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, c.num_patches + 1, c.embed_dim), requires_grad=False)  # fixed sin-cos
+        self.blocks = nn.ModuleList(Block(c) for _ in range(c.depth))
+        self.patch_embed = PatchEmbed(c)
+        self.vit_block = nn.Sequential(nn.Linear(c.embed_dim, c.branch_width), nn.ReLU(), nn.Linear(c.branch_width, c.branch_width))
+        features = 2 * c.branch_width + c.magnitude_width  # 1096 + 1096 + 1024 = 3216
+        self.concat_block = nn.Sequential(nn.Linear(features, c.head_width), nn.ReLU(), nn.Linear(c.head_width, 1))
 
     def forward(self, images: torch.Tensor, magnitudes: torch.Tensor) -> torch.Tensor:
         check_inputs(self.config, images, magnitudes)
+        magnitudes = magnitudes.to(images.dtype)  # the reference's partitions store float64 magnitudes
         b = images.shape[0]
-        # ViT: (B,5,32,32) -> (B,D,8,8) -> (B,64,D); prepend cls -> (B,65,D)
-        tokens = self.patch_embed(images).flatten(2).transpose(1, 2)
-        tokens = torch.cat([self.cls_token.expand(b, -1, -1), tokens], dim=1) + self.pos_embed
-        vit = self.vit_norm(self.encoder(tokens)[:, 0])  # (B, D)
-        # CNN: (B,5,32,32) -> stem (B,w0,16,16) -> blocks (B,w_last,16/2^(k-1),..) -> GAP (B,w_last)
-        cnn = self.cnn(self.cnn_stem(images)).mean(dim=(2, 3))
-        mag = self.mag_mlp(magnitudes)  # (B, mag_widths[-1])
-        feats = torch.cat([vit, cnn, mag], dim=1)  # (B, D + w_last + m_last)
-        return self.head(feats).squeeze(1)  # (B,)
+        x = torch.cat([self.cls_token.expand(b, -1, -1), self.patch_embed(images)], dim=1) + self.pos_embed  # (B, 17, D)
+        for block in self.blocks:
+            x = block(x)
+        vit = self.vit_block(self.head(self.fc_norm(x[:, 1:].mean(dim=1))))  # mean of the 16 patch tokens -> (B, 1096)
+        mixed = self.inception_model(images, magnitudes)  # (B, 2120)
+        return self.concat_block(torch.cat([vit, mixed], dim=1)).squeeze(1)  # (B, 3216) -> (B,)
 
 
 def check_inputs(c: ModelConfig, images: torch.Tensor, magnitudes: torch.Tensor) -> None:
@@ -164,185 +316,61 @@ def check_inputs(c: ModelConfig, images: torch.Tensor, magnitudes: torch.Tensor)
     if images.dim() != 4 or tuple(images.shape[1:]) != want_img:
         raise ValueError(f"images: expected shape (B, {', '.join(map(str, want_img))}), got {tuple(images.shape)}")
     if magnitudes.dim() != 2 or magnitudes.shape[1] != c.in_channels or magnitudes.shape[0] != images.shape[0]:
-        raise ValueError(
-            f"magnitudes: expected shape ({images.shape[0]}, {c.in_channels}), got {tuple(magnitudes.shape)}")
+        raise ValueError(f"magnitudes: expected shape ({images.shape[0]}, {c.in_channels}), got {tuple(magnitudes.shape)}")
 
 
-def build_model(config: ModelConfig | str, seed: int = 0) -> RedshiftModel:
-    """A model with seeded weights; the global RNG is left untouched.
+def build_model(config: ModelConfig | str, seed: int = 0) -> ViTAstro:
+    """A model with seeded weights (the global RNG is left untouched); same seed, bit-identical state dict.
 
-    Same seed => bit-identical state_dict, so workers that build the same
-    seeded model agree without shipping weights.
+    The ViT gets MAE's fixed sin-cos ``pos_embed`` and a normal(0.02) ``cls_token``;
+    BatchNorm gets non-trivial running statistics, as a trained model has, so every
+    code path that folds or skips them is exercised.
     """
-    config = _resolve_config(config)
+    config = resolve_config(config)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = RedshiftModel(config)
-        nn.init.trunc_normal_(model.cls_token, std=0.02)
-        nn.init.trunc_normal_(model.pos_embed, std=0.02)
-    return model
-
-
-def _resolve_config(config: ModelConfig | str) -> ModelConfig:
-    if isinstance(config, ModelConfig):
-        return config
-    if isinstance(config, str) and config in CONFIGS:
-        return CONFIGS[config]
-    raise UnknownModel(f"unknown model {config!r}; valid names: {', '.join(sorted(CONFIGS))}")
-
-
-def _read(path: str | os.PathLike) -> Any:
-    """torch.load with weights_only=True; any failure becomes CheckpointMismatch naming the file."""
-    p = Path(path)
-    if not p.is_file():
-        raise CheckpointMismatch(f"checkpoint {p}: file not found")
-    try:
-        return torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:  # weights_only refused a global or opcode
-        detail = str(exc).split("WeightsUnpickler error:")[-1].strip().split(". Please use")[0].split("\n")[0]
-        raise CheckpointMismatch(
-            f"checkpoint {p}: refused: the file contains pickled code/objects outside the allow-list ({detail})"
-        ) from exc
-    except Exception as exc:  # truncated or not a torch file
-        first = (str(exc).strip().splitlines() or [""])[0]
-        raise CheckpointMismatch(f"checkpoint {p}: not loadable ({type(exc).__name__}: {first})") from exc
-
-
-def _split_checkpoint(obj: Any, where: str) -> tuple[dict[str, Any] | None, Mapping[str, Any]]:
-    """(config dict or None, state_dict) from a plain state_dict or a checkpoint dict."""
-    if not isinstance(obj, Mapping):
-        raise CheckpointMismatch(f"{where}: expected a state_dict or checkpoint dict, got {type(obj).__name__}")
-    if "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
-        cfg = obj.get("config")
-        return (dict(cfg) if isinstance(cfg, Mapping) else None), obj["state_dict"]
-    return None, obj
-
-
-def _check_state_dict(model: nn.Module, sd: Mapping[str, Any], where: str) -> None:
-    """Raise CheckpointMismatch naming the first missing / mis-shaped / unexpected key."""
-    own = model.state_dict()
-    for key, ref in own.items():
-        if key not in sd:
-            raise CheckpointMismatch(f"{where}: missing key {key!r} (expected shape {tuple(ref.shape)})")
-        got = sd[key]
-        if not isinstance(got, torch.Tensor):
-            raise CheckpointMismatch(f"{where}: key {key!r} is a {type(got).__name__}, not a tensor")
-        if got.shape != ref.shape:
-            raise CheckpointMismatch(
-                f"{where}: shape mismatch for {key!r}: checkpoint {tuple(got.shape)} vs model {tuple(ref.shape)}")
-    for key in sd:
-        if key not in own:
-            raise CheckpointMismatch(f"{where}: unexpected key {key!r}")
-
-
-def load_model(
-    config: str | ModelConfig = "full",
-    weights: str | os.PathLike | Mapping[str, Any] | None = None,
-    *,
-    seed: int = 0,
-    device: str | torch.device = "cpu",
-) -> RedshiftModel:
-    """A model in eval() mode: seeded weights, or ``weights`` (file or state_dict) checked and loaded.
-
-    A checkpoint dict whose stored config differs from ``config`` (ignoring
-    ``dropout``, which does not change inference) raises CheckpointMismatch.
-    """
-    cfg = _resolve_config(config)
-    if weights is None:
-        return build_model(cfg, seed=seed).to(device).eval()
-    if isinstance(weights, Mapping):
-        return _from_object(cfg, weights, "state_dict", seed, device)
-    return _from_object(cfg, _read(weights), f"checkpoint {weights}", seed, device)
-
-
-def _from_object(cfg: ModelConfig, obj: Any, where: str, seed: int, device: str | torch.device) -> RedshiftModel:
-    """Build ``cfg`` and load a state_dict / checkpoint object into it after checking keys, shapes, config."""
-    model = build_model(cfg, seed=seed)
-    stored, sd = _split_checkpoint(obj, where)
-    _check_state_dict(model, sd, where)
-    if stored is not None:
-        _check_config(cfg, stored, where)
-    model.load_state_dict(sd, strict=True)
-    return model.to(device).eval()
-
-
-def _check_config(cfg: ModelConfig, stored: Mapping[str, Any], where: str) -> None:
-    try:
-        other = ModelConfig.from_dict(stored)
-    except (TypeError, ValueError) as exc:
-        raise CheckpointMismatch(f"{where}: bad stored config: {exc}") from exc
-    for f in fields(ModelConfig):
-        if f.name != "dropout" and getattr(cfg, f.name) != getattr(other, f.name):
-            raise CheckpointMismatch(
-                f"{where}: config mismatch for {f.name!r}: checkpoint {getattr(other, f.name)!r} "
-                f"vs requested {getattr(cfg, f.name)!r}")
-
-
-def checkpoint_bytes(model: RedshiftModel) -> bytes:
-    """``{"config": ..., "state_dict": ...}`` (CPU tensors) as bytes; same model, same bytes.
-
-    Saved through a buffer: torch names the archive's inner folder after the
-    file name, so saving to differently named files gives different bytes.
-    """
-    sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    buffer = io.BytesIO()
-    torch.save({"config": model.config.to_dict(), "state_dict": sd}, buffer)
-    return buffer.getvalue()
-
-
-def save_checkpoint(model: RedshiftModel, path: str | os.PathLike) -> None:
-    """Write the self-describing checkpoint (see ``checkpoint_bytes``) to path."""
-    Path(path).write_bytes(checkpoint_bytes(model))
-
-
-def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> RedshiftModel:
-    """A model built from the config stored in the checkpoint file, in eval() mode."""
-    where = f"checkpoint {path}"
-    obj = _read(path)  # read once: the file may be ~60 MiB in a cold Lambda
-    stored, _ = _split_checkpoint(obj, where)
-    if stored is None:
-        raise CheckpointMismatch(f"{where}: no stored config (a plain state_dict); use load_model(config, path)")
-    try:
-        cfg = ModelConfig.from_dict(stored)
-    except (TypeError, ValueError) as exc:
-        raise CheckpointMismatch(f"{where}: bad stored config: {exc}") from exc
-    return _from_object(cfg, obj, where, 0, device)
+        model = ViTAstro(config)
+        with torch.no_grad():
+            model.pos_embed.copy_(sincos_pos_embed(config.embed_dim, config.image_size // config.patch_size))
+            nn.init.normal_(model.cls_token, std=0.02)
+            for bn in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):
+                bn.running_mean.normal_(0.0, 0.1)
+                bn.running_var.uniform_(0.5, 1.5)
+                bn.weight.normal_(1.0, 0.1)
+                bn.bias.normal_(0.0, 0.1)
+    return model.eval()
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Number of parameters (buffers excluded)."""
+    """Number of parameters (a shared module counted once; buffers excluded)."""
     return sum(p.numel() for p in model.parameters())
 
 
 def flops_per_sample(config: ModelConfig | str) -> int:
-    """Approximate forward FLOPs for one sample: 2 x multiply-adds of convs, linears and attention.
+    """Forward FLOPs for one sample: 2 x the multiply-adds of every convolution, linear layer and attention matmul.
 
-    Counted: patch embedding, per encoder layer the QKV/output projections,
-    the two attention matmuls (QK^T and AV) and the feed-forward; every
-    convolution of the CNN; every linear layer of the MLPs and head.
-    Ignored (small): biases, norms, activations, softmax, pooling.
+    Ignored (under 1 %): biases, norms, activations, softmax, pooling. The
+    ``astromae`` model counts 0.219 G, as torch's FlopCounterMode does.
     """
-    c = _resolve_config(config)
-    d, s = c.embed_dim, c.image_size
-    n = (s // c.patch_size) ** 2
-    t = n + 1
+    c = resolve_config(config)
+    d, t, n = c.embed_dim, c.num_patches + 1, c.num_patches
     hidden = int(c.mlp_ratio * d)
-    macs = n * c.in_channels * c.patch_size**2 * d
-    macs += c.depth * (4 * t * d * d + 2 * t * t * d + 2 * t * d * hidden)
-    # CNN: stem at full resolution, blocks from s/2 halving after each block
-    w0 = c.cnn_widths[0]
-    macs += s * s * c.in_channels * w0 * 9
-    c_in, res = w0, s // 2
-    for i, w in enumerate(c.cnn_widths):
-        if i:
-            res //= 2
-        b = w // 4
-        r = max(b // 2, 1)
-        per_pixel = c_in * b + (c_in * r + r * b * 9) + (c_in * r + r * b * 25) + c_in * b
-        macs += res * res * per_pixel
-        c_in = w
-    mag = [c.in_channels, *c.mag_widths]
-    macs += sum(a * b for a, b in zip(mag[:-1], mag[1:]))
-    head = [d + c.cnn_widths[-1] + mag[-1], *c.head_widths, 1]
-    macs += sum(a * b for a, b in zip(head[:-1], head[1:]))
+    macs = n * c.in_channels * c.patch_size**2 * d  # patch embedding
+    macs += c.depth * (t * d * 3 * d + 2 * t * t * d + t * d * d + 2 * t * d * hidden)  # qkv, q k^T and a v, proj, MLP
+    macs += d * d + d * c.branch_width + c.branch_width**2  # head, vit_block
+    side = c.image_size
+    macs += side * side * c.in_channels * c.stem_channels  # conv2d_init at full resolution
+    side //= 2
+    c_in, last = c.stem_channels, len(c.inception_widths) - 1
+    for i, w in enumerate(c.inception_widths):
+        per_pixel = c_in * w * 2 + w * w * 9 + c_in * w  # branch1 1x1, branch2 1x1 + 3x3, branch4 1x1
+        if i != last:
+            per_pixel += c_in * w + w * w * 25  # branch3 1x1 + 5x5 (skipped in the last block's forward)
+        macs += side * side * per_pixel
+        c_in = w * (3 if i == last else 4)
+        if i % 2 == 1:
+            side //= 2
+    macs += c.cnn_features * c.branch_width + c.branch_width**2  # the CNN's two linear layers
+    macs += c.in_channels * c.magnitude_width + (c.magnitude_layers - 1) * c.magnitude_width**2
+    macs += (2 * c.branch_width + c.magnitude_width) * c.head_width + c.head_width  # concat_block
     return 2 * macs

@@ -38,6 +38,7 @@ import torch
 from inference.errors import CosmicAIError
 from inference.measure import LoopTiming
 from inference.records import utc_now
+from inference.refmetrics import check_metrics, reference_loop
 
 MODULE = "model.py"
 MANIFEST = "cosmicai-folder.json"
@@ -133,31 +134,46 @@ def load_folder(folder: Path, name: str | None = None, digest: str | None = None
     return LoadedModel(name=name, digest=digest, model=model, predict=functions["predict"])
 
 
-def run_batches(loaded: LoadedModel, tensors: dict[str, torch.Tensor], batch_size: int, device: str = "cpu") -> tuple[torch.Tensor, LoopTiming]:
-    """Call ``predict`` batch by batch under inference_mode; outputs in order, on the CPU."""
+def run_batches(
+    loaded: LoadedModel, tensors: dict[str, torch.Tensor], batch_size: int, device: str = "cpu", metrics: str = "wall-clock",
+) -> tuple[torch.Tensor, LoopTiming]:
+    """Call ``predict`` batch by batch; outputs in order, on the CPU, and the loop's timing.
+
+    ``wall-clock``: slices of the tensors under ``inference_mode``; ``reference``:
+    the reference's loop (``inference.refmetrics``: DataLoader, profiler, gc per batch).
+    """
+    check_metrics(metrics)
     n = len(next(iter(tensors.values())))
     device_obj = torch.device(device)
+
+    def call(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        size = len(batch["images"])
+        try:
+            result = loaded.predict(loaded.model, batch)
+        except Exception as exc:
+            raise ModelFolderError(f"model folder {loaded.name!r}: predict() failed: {type(exc).__name__}: {exc}") from exc
+        if not isinstance(result, torch.Tensor):
+            raise ModelFolderError(f"model folder {loaded.name!r}: predict() returned {type(result).__name__}, not a tensor")
+        if result.ndim == 0 or result.shape[0] != size:
+            raise ModelFolderError(
+                f"model folder {loaded.name!r}: predict() returned {tuple(result.shape)} for a batch of {size}: "
+                "expected one output per sample (first dimension = batch size)"
+            )
+        return result.float().cpu()
+
+    if metrics == "reference":
+        outs, figures = reference_loop(call, tensors, batch_size, device_obj)
+        return torch.cat(outs), LoopTiming.of_reference(figures)
     outputs: torch.Tensor | None = None
     started_at = utc_now()
     cpu0, t0 = time.process_time(), time.perf_counter()
     with torch.inference_mode():
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
-            batch = {key: value[start:stop].to(device_obj, non_blocking=True) for key, value in tensors.items()}
-            try:
-                result = loaded.predict(loaded.model, batch)
-            except Exception as exc:
-                raise ModelFolderError(f"model folder {loaded.name!r}: predict() failed: {type(exc).__name__}: {exc}") from exc
-            if not isinstance(result, torch.Tensor):
-                raise ModelFolderError(f"model folder {loaded.name!r}: predict() returned {type(result).__name__}, not a tensor")
-            if result.ndim == 0 or result.shape[0] != stop - start:
-                raise ModelFolderError(
-                    f"model folder {loaded.name!r}: predict() returned {tuple(result.shape)} for a batch of {stop - start}: "
-                    "expected one output per sample (first dimension = batch size)"
-                )
+            result = call({key: value[start:stop].to(device_obj, non_blocking=True) for key, value in tensors.items()})
             if outputs is None:
                 outputs = torch.empty((n, *result.shape[1:]), dtype=torch.float32)
-            outputs[start:stop] = result.float().cpu()
+            outputs[start:stop] = result
     if device_obj.type == "cuda":
         torch.cuda.synchronize(device_obj)
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0

@@ -16,6 +16,8 @@ result_prefix                  result_path                      where the run's 
 model_key                      S3_object_name                   the model folder: a name under scripts/ (or its key)
 max_concurrency                                                 Map MaxConcurrency (deploy-time; recorded only)
 device                                                          cpu (default) or cuda
+metrics                                                         wall-clock (default) or reference: the
+                                                                record's definitions (inference.refmetrics)
 tolerated_failure_percentage                                    failed ranks tolerated before the run fails (0)
 run_id                                                          run name (default: the execution name)
 resume                                                          re-run only the failed or missing ranks of run_id
@@ -37,7 +39,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from inference.errors import PayloadError
 
 IGNORED_REFERENCE_KEYS = frozenset({"script", "object_type"})
-DEFAULT_MODEL_KEY = "scripts/full"
+DEFAULT_MODEL_KEY = "scripts/astromae"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 
 
@@ -74,6 +76,7 @@ class Payload(BaseModel):
     model_key: str = Field(default=DEFAULT_MODEL_KEY, validation_alias=_aliases("model_key", "S3_object_name"))
     max_concurrency: int | None = None
     device: Literal["cpu", "cuda"] = "cpu"
+    metrics: Literal["wall-clock", "reference"] = "wall-clock"
     tolerated_failure_percentage: float = Field(default=0.0, ge=0.0, le=100.0)
     run_id: str | None = None
     resume: bool = False
@@ -181,6 +184,7 @@ class RankItem(BaseModel):
     device: Literal["cpu", "cuda"] = "cpu"
     result_prefix: str
     model_key: str
+    metrics: Literal["wall-clock", "reference"] = "wall-clock"
 
 
 class RunConfig(BaseModel):

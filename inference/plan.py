@@ -54,6 +54,7 @@ def plan_items(payload: Payload, keys: list[str], run_id: str, result_prefix: st
             device=payload.device,
             result_prefix=result_prefix,
             model_key=payload.model_object_key(),
+            metrics=payload.metrics,
         )
         for rank, block in enumerate(blocks, start=1)
     ]

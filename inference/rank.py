@@ -8,6 +8,7 @@ never at a path taken from an S3 key.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import tempfile
 import time
@@ -25,6 +26,7 @@ from inference.modelfolder import MANIFEST, LoadedModel, ModelFolderError, load_
 from inference.payload import RankItem
 
 _MODELS: dict[tuple[str, str, str], LoadedModel] = {}  # warm-worker model cache
+logger = logging.getLogger(__name__)
 
 if os.environ.get(constants.TORCH_THREADS):
     torch.set_num_threads(max(1, int(os.environ[constants.TORCH_THREADS])))
@@ -68,27 +70,37 @@ def _load_partition(bucket: str, key: str) -> Partition:
         tmp.write(body)
         tmp.flush()
         try:
-            return load_partition(tmp.name)
+            partition = load_partition(tmp.name)
         except PartitionError as exc:
             raise PartitionError(str(exc).replace(tmp.name, uri)) from None
+    if partition.cast:
+        logger.info("%s: cast %s to float32", uri, ", ".join(partition.cast))
+    return partition
 
 
 def run_rank(item: RankItem) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Load the rank's partitions and the model folder, infer, measure; return (record, predictions)."""
+    """Load the rank's partitions and the model folder, infer, measure; return (record, predictions).
+
+    The record's ``s3_*`` keys cover the downloads; the caller adds the upload.
+    """
     started = time.perf_counter()
     check_batch_size(item.batch_size)
-    parts = [_load_partition(item.data_bucket, key) for key in item.partitions]
+    s3io.reset_timings()
+    with s3io.phase("data"):
+        parts = [_load_partition(item.data_bucket, key) for key in item.partitions]
     images = torch.cat([p.images for p in parts]) if len(parts) > 1 else parts[0].images  # (N, 5, 32, 32)
     magnitudes = torch.cat([p.magnitudes for p in parts]) if len(parts) > 1 else parts[0].magnitudes  # (N, 5)
     redshifts = torch.cat([p.redshifts for p in parts]) if len(parts) > 1 else parts[0].redshifts  # (N,)
     model_started = time.perf_counter()
-    model, cold = _load_model(item.bucket, item.model_key, item.device)
+    with s3io.phase("model"):
+        model, cold = _load_model(item.bucket, item.model_key, item.device)
     model_load_s = time.perf_counter() - model_started
     load_time_s = time.perf_counter() - started
-    predictions, timing = run_batches(model, {"images": images, "magnitudes": magnitudes, "redshifts": redshifts}, item.batch_size, item.device)
+    tensors = {"images": images, "magnitudes": magnitudes, "redshifts": redshifts}
+    predictions, timing = run_batches(model, tensors, item.batch_size, item.device, item.metrics)
     predictions_key = f"{item.result_prefix}/predictions/{item.rank}.pt"
     record = build_record(
-        model=model.model if isinstance(model.model, torch.nn.Module) else torch.nn.Module(),
+        model=model.model if isinstance(model.model, torch.nn.Module) else None,
         num_samples=len(predictions),
         batch_size=item.batch_size,
         device=item.device,

@@ -36,6 +36,19 @@ EXTRA_KEYS = (
     "peak_rss_mb",
     "status",
     "error",
+    "metrics",
+)
+S3_KEYS = (  # the reference's S3 timing keys, then where the time went (seconds; epoch for the first/last)
+    "s3_num_requests",
+    "s3_total_time",
+    "s3_avg_time",
+    "s3_min_time",
+    "s3_max_time",
+    "s3_first_request_time",
+    "s3_last_response_time",
+    "s3_data_download_s",
+    "s3_model_download_s",
+    "s3_result_upload_s",
 )
 
 
@@ -46,7 +59,7 @@ def utc_now() -> str:
 
 def failed_record(rank: int, world_size: int, error_type: str, message: str, **extra: Any) -> dict[str, Any]:
     """A record for a rank that did not finish: every key present, figures null."""
-    record: dict[str, Any] = {key: None for key in REFERENCE_KEYS + EXTRA_KEYS}
+    record: dict[str, Any] = {key: None for key in REFERENCE_KEYS + EXTRA_KEYS + S3_KEYS}
     record.update(extra)
     record.update(
         rank=rank,

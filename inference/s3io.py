@@ -3,12 +3,19 @@
 The client is boto3's default chain: on AWS the function's role, under an
 emulator the ``AWS_ENDPOINT_URL`` the runtime injects. Handler code never
 branches on the target. Listings always paginate (no 1,000-key truncation).
+
+Every S3 call of the process is timed, as the reference's Lambda code times
+its own (botocore's ``before-call``/``after-call`` events), and charged to the
+phase named by :func:`phase`; :func:`timings` gives the record's ``s3_*`` keys.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import threading
+import time
 from functools import lru_cache
 from typing import Any, Iterator
 
@@ -20,10 +27,74 @@ from inference.constants import STACK
 _RETRIES = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=32)
 
 
+PHASES = {"data": "s3_data_download_s", "model": "s3_model_download_s", "result": "s3_result_upload_s"}
+
+
+class _Timings:
+    """Start and end (epoch seconds) of each S3 call, and the phase it belonged to."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str | None, float, float]] = []
+        self.local = threading.local()
+        self.lock = threading.Lock()
+
+    def before(self, **_: Any) -> None:
+        self.local.started = time.time()
+
+    def after(self, **_: Any) -> None:
+        started = getattr(self.local, "started", None)
+        if started is not None:
+            with self.lock:
+                self.calls.append((getattr(self.local, "phase", None), started, time.time()))
+            self.local.started = None
+
+
+_TIMINGS = _Timings()
+
+
 @lru_cache(maxsize=None)
 def client() -> Any:
-    """One S3 client per process (clients are thread-safe and costly to build)."""
-    return boto3.client("s3", config=_RETRIES)
+    """One S3 client per process (clients are thread-safe and costly to build); its calls are timed."""
+    s3 = boto3.client("s3", config=_RETRIES)
+    s3.meta.events.register("before-call.s3", _TIMINGS.before)
+    s3.meta.events.register("after-call.s3", _TIMINGS.after)
+    return s3
+
+
+def reset_timings() -> None:
+    """Forget earlier calls (a warm worker starts each rank afresh)."""
+    with _TIMINGS.lock:
+        _TIMINGS.calls.clear()
+
+
+@contextlib.contextmanager
+def phase(name: str) -> Iterator[None]:
+    """Charge this thread's S3 calls inside the block to ``name`` (data, model or result)."""
+    previous = getattr(_TIMINGS.local, "phase", None)
+    _TIMINGS.local.phase = name
+    try:
+        yield
+    finally:
+        _TIMINGS.local.phase = previous
+
+
+def timings() -> dict[str, Any]:
+    """The ``s3_*`` record keys over the calls since :func:`reset_timings`."""
+    with _TIMINGS.lock:
+        calls = list(_TIMINGS.calls)
+    durations = [end - start for _, start, end in calls]
+    keys: dict[str, Any] = {
+        "s3_num_requests": len(calls),
+        "s3_total_time": sum(durations),
+        "s3_avg_time": sum(durations) / len(durations) if durations else None,
+        "s3_min_time": min(durations, default=None),
+        "s3_max_time": max(durations, default=None),
+        "s3_first_request_time": calls[0][1] if calls else None,
+        "s3_last_response_time": calls[-1][2] if calls else None,
+    }
+    for name, key in PHASES.items():
+        keys[key] = sum(end - start for phase_name, start, end in calls if phase_name == name)
+    return keys
 
 
 def iter_keys(bucket: str, prefix: str) -> Iterator[str]:

@@ -39,7 +39,8 @@ def test_generator_shapes_dtypes_ranges(data):
     assert data["images"].shape == (600, 5, 32, 32)
     assert data["magnitudes"].shape == (600, 5)
     assert data["redshifts"].shape == (600,)
-    assert all(v.dtype == torch.float32 for v in data.values())
+    assert data["images"].dtype == torch.float32 and data["redshifts"].dtype == torch.float32
+    assert data["magnitudes"].dtype == torch.float64  # the reference's layout
     z = data["redshifts"]
     assert 0 <= z.min() and z.max() <= 0.45
     assert 0.05 < z.median() < 0.2
@@ -68,19 +69,45 @@ def test_save_load_round_trip(tmp_path, data, fmt):
     with torch.serialization.safe_globals([TensorDataset]):
         raw = torch.load(path, weights_only=True)
     assert isinstance(raw, dict if fmt == "dict" else TensorDataset)
+    stored = raw if fmt == "dict" else dict(zip(("images", "magnitudes", "redshifts"), raw.tensors))
+    assert [stored[k].dtype for k in ("images", "magnitudes", "redshifts")] == [torch.float32, torch.float64, torch.float32]
+    assert sum(stored[k][0].nbytes for k in ("images", "magnitudes")) == SAMPLE_BYTES  # 20,480 + 40 B, the reference's figure
     part = load_partition(path)
     assert isinstance(part, Partition) and part.path == path
     assert len(part) == 600 and part.nbytes == 600 * SAMPLE_BYTES
+    assert all(t.dtype == torch.float32 for t in part.tensors().values())
+    assert part.cast == ("magnitudes float64",)
     assert torch.equal(part.images, data["images"])
-    assert torch.equal(part.magnitudes, data["magnitudes"])
+    assert torch.equal(part.magnitudes, data["magnitudes"].float())
     assert torch.equal(part.redshifts, data["redshifts"])
     assert [p.name for p in tmp_path.iterdir()] == ["1.pt"]  # no temp file left
+
+
+def test_default_files_load_in_the_reference_loader(tmp_path, data):
+    """What the reference's Lambda does with a partition: torch.load (unsafe, as it is written) and a DataLoader."""
+    path = save_partition(tmp_path / "1.pt", data)
+    loaded = torch.load(path, weights_only=False)
+    assert isinstance(loaded, TensorDataset) and loaded.tensors[1].dtype == torch.float64
+    images, magnitudes, redshifts = next(iter(torch.utils.data.DataLoader(loaded, batch_size=512)))
+    assert images.shape == (512, 5, 32, 32) and magnitudes.shape == (512, 5) and redshifts.shape == (512,)
 
 
 def test_reference_tensordataset_file_loads(tmp_path, data):
     path = tmp_path / "ref.pt"
     torch.save(TensorDataset(data["images"], data["magnitudes"], data["redshifts"]), path)
     assert len(load_partition(path)) == 600
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.int32])
+def test_other_real_dtypes_are_cast_at_the_edge(tmp_path, data, dtype):
+    d = _bad(data, images=data["images"][:10].to(dtype), magnitudes=data["magnitudes"][:10].to(dtype))
+    path = tmp_path / "1.pt"
+    torch.save(TensorDataset(d["images"], d["magnitudes"], d["redshifts"]), path)
+    part = load_partition(path)
+    assert all(t.dtype == torch.float32 for t in part.tensors().values())
+    name = str(dtype).replace("torch.", "")
+    assert part.cast == (f"images {name}", f"magnitudes {name}")
+    assert torch.equal(part.magnitudes, d["magnitudes"].float())
 
 
 # --------------------------------------------------------------------------- rejections
@@ -144,7 +171,10 @@ def test_rejects_malicious_pickle_without_running_it(tmp_path, data, wrap):
     torch.load(control, weights_only=False)
     assert marker.exists()
     marker.unlink()
-    _expect(path, "refused: the file contains pickled code/objects outside the allow-list")
+    _expect(path, "refused: it names the Python global 'exec'", "not on the allow-list", "nothing in the file was run")
+    with pytest.raises(PartitionError) as info:
+        load_partition(path)
+    assert "weights_only=False" not in str(info.value)  # never advise the unsafe load
     assert not marker.exists()
 
 
@@ -169,12 +199,12 @@ def test_rejects_wrong_shapes(tmp_path, data):
     _expect(path, "redshifts has shape (10, 1), expected (N)")
 
 
-def test_rejects_wrong_dtype(tmp_path, data):
+def test_rejects_dtypes_that_are_not_real_numbers(tmp_path, data):
     path = tmp_path / "1.pt"
-    torch.save(_bad(data, images=data["images"][:10].double()), path)
-    _expect(path, "images has dtype torch.float64, expected torch.float32")
-    torch.save(_bad(data, redshifts=torch.zeros(10, dtype=torch.float16)), path)
-    _expect(path, "redshifts has dtype torch.float16")
+    torch.save(_bad(data, images=data["images"][:10] > 0), path)
+    _expect(path, "images has dtype torch.bool, which is not a real number type")
+    torch.save(_bad(data, magnitudes=torch.zeros(10, 5, dtype=torch.complex64)), path)
+    _expect(path, "magnitudes has dtype torch.complex64")
 
 
 def test_rejects_mismatched_lengths(tmp_path, data):

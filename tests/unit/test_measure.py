@@ -12,7 +12,7 @@ from inference.data import generate
 from inference.measure import (
     EXTRA_KEYS, MIB, REFERENCE_KEYS, LoopTiming, build_record, check_batch_size, model_memory_bytes, predict,
 )
-from inference.model import load_model
+from inference.checkpoint import load_model
 from inference.records import failed_record
 
 SAMPLE_BYTES = 20_520

@@ -50,7 +50,8 @@ def test_defaults():
     assert p.batch_size == 512
     assert p.world_size is None
     assert p.device == "cpu"
-    assert p.model_key == DEFAULT_MODEL_KEY == "scripts/full"
+    assert p.model_key == DEFAULT_MODEL_KEY == "scripts/astromae"
+    assert p.metrics == "wall-clock"
     assert p.tolerated_failure_percentage == 0.0
     assert p.resume is False
 

@@ -20,8 +20,9 @@ from inference import precision as P
 from inference.data import generate, save_partition
 from inference.local import run_local
 from inference.measure import predict
-from inference.model import flops_per_sample, load_model
-from inference.precision import TOLERANCE, InferenceModel, UnsupportedPrecision, prepare
+from inference.checkpoint import load_model
+from inference.fastpath import InferenceModel, fold_batchnorm
+from inference.precision import TOLERANCE, UnsupportedPrecision, prepare
 
 N = 40
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,32 +55,50 @@ ONEDNN = [False, True] if P.onednn_available() else [False]
 
 
 @pytest.mark.parametrize(
-    "cls_only, channels_last, micro_batch, onednn",
+    "fuse_cnn, channels_last, micro_batch, onednn",
     list(itertools.product([False, True], [False, True], [None, 7, 64], ONEDNN)),
 )
-def test_every_fp32_switch_matches_the_plain_forward(tiny, sample, plain, cls_only, channels_last, micro_batch, onednn):
-    net = InferenceModel(tiny, cls_only=cls_only, channels_last=channels_last, micro_batch=micro_batch, onednn=onednn)
+def test_every_fp32_switch_matches_the_plain_forward(tiny, sample, plain, fuse_cnn, channels_last, micro_batch, onednn):
+    net = InferenceModel(tiny, fuse_cnn=fuse_cnn, channels_last=channels_last, micro_batch=micro_batch, onednn=onednn)
     with torch.inference_mode():
         out = net(sample["images"], sample["magnitudes"])
     assert out.shape == (N,) and out.dtype == torch.float32
     assert _max_diff(out, plain) <= TOLERANCE["fp32"]
 
 
+def test_the_astromae_inference_forward_matches_within_1e5(sample):
+    model = load_model("astromae")
+    with torch.inference_mode():
+        want = model(sample["images"], sample["magnitudes"])
+        got = InferenceModel(model)(sample["images"], sample["magnitudes"])
+    assert _max_diff(got, want) <= 1e-5
+
+
 @pytest.mark.parametrize("batch_size", [1, 9, 64])
 def test_predict_fp32_default_matches_the_plain_forward(tiny, sample, plain, batch_size):
     predictions, timing = predict(tiny, sample["images"], sample["magnitudes"], batch_size)
     assert _max_diff(predictions, plain) <= TOLERANCE["fp32"]
-    assert timing.prepare_s >= 0 and timing.wall_s >= 0
+    assert timing.prepare_s >= 0 and timing.wall_s >= 0 and timing.reference is None
 
 
-def test_inference_model_reads_the_models_weights(sample):
-    model = load_model("tiny", seed=1)
-    net = InferenceModel(model, onednn=False)
-    other = load_model("tiny", seed=2)
-    model.load_state_dict(other.state_dict())  # in place: the inference forward must follow
+def test_batchnorm_folding_is_exact_for_eval_statistics():
+    conv, bn = torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4).eval()
+    with torch.no_grad():
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.normal_()
+    weight, bias = fold_batchnorm(conv, bn)
+    x = torch.randn(2, 3, 8, 8)
     with torch.inference_mode():
-        torch.testing.assert_close(net(sample["images"], sample["magnitudes"]), other(sample["images"], sample["magnitudes"]),
-                                   atol=TOLERANCE["fp32"], rtol=0)
+        torch.testing.assert_close(torch.nn.functional.conv2d(x, weight, bias, padding=1), bn(conv(x)), rtol=0, atol=1e-5)
+
+
+def test_prepare_leaves_the_model_as_it_is(tiny, sample, plain):
+    state = {k: v.clone() for k, v in tiny.state_dict().items()}
+    prepare(tiny, "fp32")
+    assert all(torch.equal(state[k], v) for k, v in tiny.state_dict().items())
+    with torch.inference_mode():
+        assert torch.equal(tiny(sample["images"], sample["magnitudes"]), plain)
 
 
 def test_inference_model_checks_input_shapes(tiny, sample):
@@ -96,12 +115,6 @@ def test_prepare_runs_other_modules_as_they_are(sample):
 
     module = Mean()
     assert prepare(module, "fp32") is module
-
-
-def test_executed_flops_count_the_cls_only_saving():
-    for name in ("tiny", "full"):
-        assert P.inference_flops_per_sample(name, cls_only=False) == flops_per_sample(name)
-        assert 0.8 * flops_per_sample(name) < P.inference_flops_per_sample(name) < flops_per_sample(name)
 
 
 # --------------------------------------------------------------------------- reduced precision
@@ -192,10 +205,21 @@ def _benchmark_module():
 
 def test_benchmark_reference_loop_matches_predict(tiny, sample):
     bench = _benchmark_module()
-    ref, seconds = bench.reference_loop(tiny, sample["images"], sample["magnitudes"], sample["redshifts"], 16, torch.device("cpu"))
-    ours, _ = predict(tiny, sample["images"], sample["magnitudes"], 16)
+    ref, seconds = bench.run_reference(tiny, sample, 16, torch.device("cpu"))  # float64 magnitudes, as the reference's files
+    ours, _ = predict(tiny, sample["images"], sample["magnitudes"].float(), 16)
     assert seconds > 0 and ref.shape == (N,)
     assert _max_diff(ref, ours) <= TOLERANCE["fp32"]
+
+
+def test_predict_with_reference_metrics_runs_the_references_loop(tiny, sample):
+    predictions, timing = predict(tiny, sample["images"], sample["magnitudes"], 16, metrics="reference")
+    figures = timing.reference
+    assert figures is not None and figures.profiler_cpu_s > 0 and figures.profiler_cpu_memory_bytes > 0
+    assert figures.bits_fed == N * (5 * 32 * 32 * 4 + 5 * 8) * 8  # float64 magnitudes as given: 20,520 B per sample
+    keys = figures.record_keys(N, 16)
+    assert keys["sample_persec"] == pytest.approx(N / figures.profiler_cpu_s)
+    assert keys["execution_time (seconds/batch)"] == pytest.approx(figures.profiler_cpu_s / (N / 16))
+    assert _max_diff(predictions, predict(tiny, sample["images"], sample["magnitudes"], 16)[0]) <= TOLERANCE["fp32"]
 
 
 # --------------------------------------------------------------------------- thread policy

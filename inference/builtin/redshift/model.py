@@ -1,18 +1,18 @@
 """The built-in photometric-redshift model as a model folder (dogfooding the interface).
 
-The folder holds this module and ``model.pt``, a checkpoint with its config
-(``inference.model.save_checkpoint``): ``cosmicai run --model full|tiny|CHECKPOINT``
-builds such a folder and deploys it like any user's. ``predict`` runs the fast
-fp32 inference forward (``inference.precision.prepare``), prepared once per
-loaded model: in ``load`` on a CPU-only machine (outside the timed loop), else
-on the device of the first batch.
+The folder holds this module and ``model.pt``, a checkpoint in any format
+``inference.checkpoint`` reads (``cosmicai run --model astromae|tiny|CHECKPOINT``
+writes this project's format, converting a reference checkpoint on the host).
+``predict`` runs the fast fp32 inference forward (``inference.precision.prepare``),
+prepared once per loaded model: in ``load`` on a CPU-only machine (outside the
+timed loop), else on the device of the first batch.
 """
 
 from pathlib import Path
 
 import torch
 
-from inference.model import load_checkpoint
+from inference.checkpoint import load_checkpoint
 from inference.precision import prepare
 
 
