@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--model", default="tiny")
     parser.add_argument("--batch-size", type=int, default=512)
     args = parser.parse_args()
-    cli = [sys.executable, "-m", "emulator.cli"]
+    cli = [sys.executable, "-m", "cosmicai.cli"]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         subprocess.run([*cli, "data", "make", "--samples", str(args.samples), "--out", "all.pt"], cwd=work, check=True, capture_output=True)

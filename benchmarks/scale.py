@@ -17,9 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from emulator.deploy import Stack
-from emulator.runs import Progress, RunRequest, execute_run, open_target
-from emulator.targets import resolve
+from cosmicai.deploy import Stack
+from cosmicai.runs import Progress, RunRequest, execute_run, open_target
+from cosmicai.targets import resolve
 from inference.data import generate, split
 
 

@@ -1,1 +1,1 @@
-"""Targets, the embedded AWS emulator (moto + warm Lambda worker pool), deploy, execute, CLI."""
+"""AWS on this machine without Docker: the engines a target runs on (moto in-process, the Lambda worker pool)."""

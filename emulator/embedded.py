@@ -1,4 +1,4 @@
-"""The embedded target's engine: moto's server in this process plus the warm worker pool.
+"""The embedded target's engine: moto's server in this process plus the warm worker pool (``emulator.motoseam``).
 
 moto's Step Functions interpreter calls Lambda and S3 back over HTTP on
 ``localhost:$MOTO_PORT``, so the port is exported before the server starts;
@@ -17,7 +17,8 @@ from typing import Any
 
 import requests
 
-from emulator.runner import WorkerPool, install, uninstall
+from emulator.motoseam import install, pool_invoke, uninstall
+from emulator.pool import WorkerPool
 
 logger = logging.getLogger(__name__)
 _QUIET_LOGGERS = ("werkzeug", "moto.stepfunctions", "moto.core")
@@ -79,7 +80,7 @@ class EmbeddedEmulator:
         self._saved_port = os.environ.get("MOTO_PORT")
         os.environ["MOTO_PORT"] = str(self.port)
         self.pool = WorkerPool(self.endpoint_url, capacity=self.capacity, capacities=self.capacities, torch_threads=self.torch_threads)
-        self._previous_seam = install(self.pool)
+        self._previous_seam = install(pool_invoke(self.pool))
         name_unnamed_executions()
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self.server.start()

@@ -78,7 +78,7 @@ def detach(port: int, capacity: int, timeout_s: float = 60.0) -> dict[str, Any]:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as handle:
         process = subprocess.Popen(
-            [sys.executable, "-m", "emulator.cli", "emulator", "up", "--port", str(port), "--max-concurrency", str(capacity)],
+            [sys.executable, "-m", "emulator.server", str(port), str(capacity)],
             stdout=handle,
             stderr=handle,
             stdin=subprocess.DEVNULL,
@@ -114,3 +114,7 @@ def shutdown(timeout_s: float = 30.0) -> bool:
         proc.kill()
     state_file().unlink(missing_ok=True)
     return True
+
+
+if __name__ == "__main__":  # ``python -m emulator.server PORT CAPACITY``: what ``detach`` starts
+    serve(int(sys.argv[1]), int(sys.argv[2]))

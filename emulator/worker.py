@@ -1,6 +1,6 @@
 """One Lambda execution environment: a process that imports a handler once and serves invokes.
 
-Started by ``emulator.runner`` as ``python -m emulator.worker CODE_DIR HANDLER LOG_DIR``.
+Started by ``emulator.pool.Environment`` as ``python -m emulator.worker CODE_DIR HANDLER LOG_DIR``.
 Protocol: one JSON object per line on the original stdin/stdout, which the
 worker moves to private descriptors first so that handler output can never
 corrupt it. File descriptors 1 and 2 point at ``LOG_DIR/invoke.log`` during an

@@ -1,1 +1,1 @@
-"""The pipeline's state machine definition and its renderer."""
+"""The pipeline's state machine: pipeline.asl.json and its renderer/validator (deployed by every target)."""

@@ -52,7 +52,7 @@ def emulator(request: pytest.FixtureRequest):
 @pytest.fixture(scope="session")
 def target(request: pytest.FixtureRequest):
     """TargetSettings of this run's target, with a live endpoint (the one fixture every pipeline test uses)."""
-    from emulator.targets import TargetUnavailable, check_ready, resolve
+    from cosmicai.targets import TargetUnavailable, check_ready, resolve
 
     name = request.config.getoption("--target")
     if name == "embedded":
@@ -70,14 +70,14 @@ def target(request: pytest.FixtureRequest):
 
 @pytest.fixture(scope="session")
 def tiny_stack():
-    from emulator.deploy import Stack
+    from cosmicai.deploy import Stack
 
     return Stack(name="cosmicai-test", bucket="cosmicai-test", infer_memory_mb=2048, infer_timeout_s=120, max_concurrency=2)
 
 
 @pytest.fixture(scope="session")
 def deployment(target, tiny_stack):
-    from emulator.deploy import deploy
+    from cosmicai.deploy import deploy
 
     return deploy(target, tiny_stack)
 

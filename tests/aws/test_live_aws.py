@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(os.environ.get("COSMICAI_AWS_TESTS") != "1", rea
 
 def test_small_pipeline_runs_on_aws_and_is_torn_down(tmp_path):
     stack = f"cosmicai-live-{uuid.uuid4().hex[:6]}"
-    cli = [sys.executable, "-m", "emulator.cli"]
+    cli = [sys.executable, "-m", "cosmicai.cli"]
     common = ["--stack", stack, "--bucket", f"{stack}-bucket"]
     try:
         run = subprocess.run([*cli, "run", "--target", "aws", "--yes", "--model", "tiny", "--samples", "64", "--world-size", "2", "--memory", "2048", "--json", "--out", str(tmp_path / "out"), *common], capture_output=True, text=True, timeout=3600)

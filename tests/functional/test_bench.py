@@ -29,7 +29,7 @@ def _env(home: Path) -> dict[str, str]:
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "emulator.cli", *args], env=_env(cwd / "home"), cwd=cwd, capture_output=True, text=True, timeout=HANG_GUARD_S)
+    return subprocess.run([sys.executable, "-m", "cosmicai.cli", *args], env=_env(cwd / "home"), cwd=cwd, capture_output=True, text=True, timeout=HANG_GUARD_S)
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -47,7 +47,7 @@ def cli_run(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("cli-run")
     out = cwd / "run"
     args = ["run", "--model", "tiny", "--samples", "64", "--world-size", "2", "--out", str(out), "--json"]
-    process = subprocess.Popen([sys.executable, "-m", "emulator.cli", *args], env=_env(cwd / "home"), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, "-m", "cosmicai.cli", *args], env=_env(cwd / "home"), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     yield process, out
     if process.poll() is None:
         process.kill()

@@ -23,7 +23,7 @@ def _free_port() -> int:
 
 
 def _cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "emulator.cli", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "cosmicai.cli", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
 def test_plain_boto3_runs_the_deployed_pipeline_with_a_reference_payload(tmp_path):

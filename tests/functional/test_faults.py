@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from emulator.deploy import Stack, deploy
-from emulator.runs import RunRequest, execute_run
-from inference.data import generate, save_partition, split
+from cosmicai.deploy import Stack, deploy
+from cosmicai.runs import RunRequest, execute_run
+from inference.data import generate, split
 
 pytestmark = pytest.mark.embedded_only  # injects faults through the embedded worker pool's limits
 
@@ -130,7 +130,7 @@ def test_resume_reruns_only_the_failed_rank(tmp_path):
     split(data, parts, partitions=4)
     good_third = (parts / "3.pt").read_bytes()
     (parts / "3.pt").write_bytes(b"\x00" * 100)
-    cli = [sys.executable, "-m", "emulator.cli", "run"]
+    cli = [sys.executable, "-m", "cosmicai.cli", "run"]
     first = subprocess.run([*cli, "--data", str(parts), "--model", "tiny", "--batch-size", "8", "--run-id", "resumable", "--json"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert first.returncode == 1, first.stderr[-2000:]
     assert [f["rank"] for f in json.loads(first.stdout)["ranks_failed"]] == [3]
@@ -156,7 +156,7 @@ def test_resume_reruns_only_the_failed_rank(tmp_path):
     ],
 )
 def test_bad_payloads_fail_at_initialize_before_any_rank_runs(target, tiny_stack, deployment, tiny_partitions, tmp_path, payload, message):
-    from emulator.deploy import upload_files
+    from cosmicai.deploy import upload_files
     from inference.data import list_partitions
     from inference.errors import PayloadError
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from emulator.deploy import put_tagged, upload_files, upload_model_folder
-from emulator.runs import RunRequest, execute_run
+from cosmicai.deploy import put_tagged, upload_files, upload_model_folder
+from cosmicai.runs import RunRequest, execute_run
 from inference.data import list_partitions
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "autoencoder"

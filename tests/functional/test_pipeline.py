@@ -14,9 +14,9 @@ import psutil
 import pytest
 import torch
 
-from emulator.deploy import upload_files, upload_model_folder
-from emulator.execute import read_log_events
-from emulator.runs import RunRequest, execute_run, model_folder
+from cosmicai.deploy import upload_files, upload_model_folder
+from cosmicai.execute import read_log_events
+from cosmicai.runs import RunRequest, execute_run, model_folder
 from inference.data import generate, list_partitions, split
 from inference.measure import REFERENCE_KEYS
 
@@ -114,7 +114,7 @@ def test_no_worker_process_outlives_the_emulator(tmp_path):
     env.pop("COSMICAI_ENDPOINT", None)
     split(generate(32, seed=1), tmp_path / "parts", partitions=2)
     done = subprocess.run(
-        [sys.executable, "-m", "emulator.cli", "run", "--model", "tiny", "--data", str(tmp_path / "parts"), "--batch-size", "8", "--json", "--out", str(tmp_path / "out")],
+        [sys.executable, "-m", "cosmicai.cli", "run", "--model", "tiny", "--data", str(tmp_path / "parts"), "--batch-size", "8", "--json", "--out", str(tmp_path / "out")],
         env=env,
         capture_output=True,
         text=True,

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 import reference_model
-from emulator.runs import RunRequest, execute_run
+from cosmicai.runs import RunRequest, execute_run
 from inference.data import generate
 
 

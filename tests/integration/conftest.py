@@ -79,8 +79,8 @@ def _require_images(client: Any, localstack_image: str, runtime_image: str) -> N
 @pytest.fixture(scope="session")
 def localstack_container(request: pytest.FixtureRequest) -> Any:
     """A started LocalStackContainer (session scope)."""
-    from emulator.doctor import docker_daemon
-    from emulator.targets import RUNTIME_IMAGE
+    from cosmicai.doctor import docker_daemon
+    from cosmicai.targets import RUNTIME_IMAGE
 
     daemon = docker_daemon(timeout_s=3.0)
     if not daemon.ok:
@@ -134,7 +134,7 @@ def emulator():
 @pytest.fixture(scope="session")
 def target(localstack_container: Any):
     """The localstack target at the container's endpoint (overrides tests/conftest.py's)."""
-    from emulator.targets import check_ready, localstack
+    from cosmicai.targets import check_ready, localstack
 
     settings = localstack(endpoint=localstack_container.get_url(), region="us-east-1")
     check_ready(settings)  # the container is up: a service that is not available is a failure, not a skip
@@ -144,6 +144,6 @@ def target(localstack_container: Any):
 @pytest.fixture(scope="session")
 def deployment(target, tiny_stack):
     """The pipeline deployed into this LocalStack (its own cache: the embedded session's is another deployment)."""
-    from emulator.deploy import deploy
+    from cosmicai.deploy import deploy
 
     return deploy(target, tiny_stack)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from emulator.doctor import docker_daemon
+from cosmicai.doctor import docker_daemon
 
 _daemon = docker_daemon(timeout_s=3.0)
 if not _daemon.ok:

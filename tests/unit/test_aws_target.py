@@ -10,9 +10,9 @@ import uuid
 import pytest
 from moto import mock_aws
 
-from emulator import aws, iam
-from emulator.deploy import TAG_KEY, Stack, deploy, put_tagged
-from emulator.targets import resolve
+from cosmicai import aws, iam
+from cosmicai.deploy import TAG_KEY, Stack, deploy, put_tagged
+from cosmicai.targets import resolve
 
 REGION = "us-west-2"  # apart from the embedded emulator's us-east-1 state in the same process
 IMAGE = "123456789012.dkr.ecr.us-west-2.amazonaws.com/cosmicai-runtime:0123456789abcdef"
@@ -72,11 +72,11 @@ def test_functions_are_packaged_as_the_aws_target_needs(mocked, stack):
 def test_zip_functions_carry_the_vendored_dependencies(stack):
     import zipfile
 
-    from emulator.deploy import package_handlers
+    from cosmicai.deploy import package_handlers
 
     names = zipfile.ZipFile(io.BytesIO(package_handlers(vendor_dir=stack.vendor_dir))).namelist()
     assert "pydantic/__init__.py" in names and "inference/handlers.py" in names
-    assert not any(name.startswith(("emulator/", "tests/")) for name in names)
+    assert not any(name.startswith(("cosmicai/", "emulator/", "stepfn/", "tests/")) for name in names)
     assert package_handlers(vendor_dir=stack.vendor_dir) == package_handlers(vendor_dir=stack.vendor_dir)
 
 
@@ -157,7 +157,7 @@ def test_the_confirmation_shows_the_plan_and_refuses_without_yes_on_a_non_intera
 
 
 def test_cli_run_on_aws_refuses_without_yes_and_creates_nothing(mocked, stack, capsys, monkeypatch):
-    from emulator.cli import main
+    from cosmicai.cli import main
 
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
     code = main(["run", "--target", "aws", "--region", REGION, "--model", "tiny", "--samples", "16", "--stack", stack.name, "--bucket", stack.bucket, "--image-uri", IMAGE])

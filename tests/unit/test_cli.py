@@ -52,7 +52,7 @@ def run_many(cases: dict[str, tuple[Path, list[str]]]) -> dict[str, Result]:
     for name, (cwd, args) in cases.items():
         before = {str(p.relative_to(cwd)) for p in cwd.rglob("*")}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "emulator.cli", *args],
+            [sys.executable, "-m", "cosmicai.cli", *args],
             cwd=cwd,
             env=_env(),
             stdout=subprocess.PIPE,

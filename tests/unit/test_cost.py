@@ -137,7 +137,7 @@ def test_cosmicai_cost_json_holds_inputs_assumptions_and_totals():
     import sys
 
     done = subprocess.run(
-        [sys.executable, "-m", "emulator.cli", "cost", "--data-size", "2.5GB", "--partition-size", "25MB", "--seconds-per-rank", "25", "--memory", "7168", "--json"],
+        [sys.executable, "-m", "cosmicai.cli", "cost", "--data-size", "2.5GB", "--partition-size", "25MB", "--seconds-per-rank", "25", "--memory", "7168", "--json"],
         capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 0, done.stderr
@@ -145,5 +145,5 @@ def test_cosmicai_cost_json_holds_inputs_assumptions_and_totals():
     assert result["inputs"]["ranks"] == 103  # ceil(2.5 GiB / 25 MiB)
     assert set(result) >= {"inputs", "assumptions", "lambda_usd", "stepfunctions_usd", "s3_usd", "total_usd"}
     assert result["total_usd"] == pytest.approx(result["lambda_usd"] + result["stepfunctions_usd"] + result["s3_usd"])
-    bad = subprocess.run([sys.executable, "-m", "emulator.cli", "cost", "--ranks", "4", "--memory", "20000", "--seconds-per-rank", "1"], capture_output=True, text=True, timeout=120)
+    bad = subprocess.run([sys.executable, "-m", "cosmicai.cli", "cost", "--ranks", "4", "--memory", "20000", "--seconds-per-rank", "1"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "10240" in bad.stderr

@@ -13,7 +13,7 @@ import sys
 import pytest
 from rich.console import Console
 
-from emulator import doctor
+from cosmicai import doctor
 
 
 def _free_port() -> int:
@@ -91,7 +91,7 @@ def test_no_credentials_means_no_network_call(bare, monkeypatch):
 
 
 def test_the_command_prints_one_screen_and_exits_0(bare, tmp_path):
-    done = subprocess.run([sys.executable, "-m", "emulator.cli", "doctor"], env={**os.environ, "COLUMNS": "200"}, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "cosmicai.cli", "doctor"], env={**os.environ, "COLUMNS": "200"}, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     for name in ("torch", "Docker daemon", "LocalStack image", "LocalStack endpoint", "AWS credentials", "targets"):
         assert name in done.stdout, name

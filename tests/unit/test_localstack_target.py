@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from emulator.targets import LOCALSTACK_SERVICES, TargetUnavailable, check_ready, localstack, resolve
+from cosmicai.targets import LOCALSTACK_SERVICES, TargetUnavailable, check_ready, localstack, resolve
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -107,7 +107,7 @@ def test_cli_run_on_localstack_without_localstack_exits_2_in_under_10_seconds(tm
     env["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{_free_port()}"
     env["COSMICAI_HOME"] = str(tmp_path / "home")
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "emulator.cli", "run", "--target", "localstack", "--model", "tiny"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-m", "cosmicai.cli", "run", "--target", "localstack", "--model", "tiny"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     elapsed = time.monotonic() - started
     assert done.returncode == 2, done.stderr
     assert elapsed < 10, elapsed

@@ -105,7 +105,7 @@ def test_cosmicai_local_runs_a_model_folder(tmp_path):
     from inference.data import generate, save_partition
 
     save_partition(tmp_path / "p.pt", generate(40, seed=2))
-    cli = [sys.executable, "-m", "emulator.cli", "local", "--data", str(tmp_path / "p.pt"), "--batch-size", "16", "--json"]
+    cli = [sys.executable, "-m", "cosmicai.cli", "local", "--data", str(tmp_path / "p.pt"), "--batch-size", "16", "--json"]
     done = subprocess.run([*cli, "--model-folder", str(EXAMPLE)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from emulator import bench, bench_table
-from emulator.cli import build_parser, main
-from emulator.report import load_run
+from cosmicai.study import bench, tables, results as bench_table
+from cosmicai.cli import build_parser, main
+from cosmicai.study.report import load_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 RECORDED = Path(__file__).resolve().parents[1] / "data" / "bench-results.csv"
@@ -187,7 +187,7 @@ def test_aggregate_averages_repeats_and_leaves_out_failures(table):
 
 def test_bench_report_writes_the_reference_table_with_units_and_pngs(tmp_path, table):
     bench_table.write_results(tmp_path / "results.csv", table)
-    written = bench_table.write_report(bench_table.read_results(tmp_path / "results.csv"), tmp_path)
+    written = tables.write_report(bench_table.read_results(tmp_path / "results.csv"), tmp_path)
     assert [p.name for p in written] == ["report.md", *BENCH_FIGURES]
     assert all(is_png(tmp_path / name) for name in BENCH_FIGURES)
     report = (tmp_path / "report.md").read_text()
@@ -203,7 +203,7 @@ def test_bench_report_writes_the_reference_table_with_units_and_pngs(tmp_path, t
 def test_report_renders_from_the_recorded_sweep(tmp_path):
     rows = bench_table.read_results(RECORDED)
     assert {r["kind"] for r in rows} == {"pipeline", "local"} and all(r["status"] == "succeeded" for r in rows)
-    written = bench_table.write_report(rows, tmp_path)
+    written = tables.write_report(rows, tmp_path)
     assert all(is_png(p) for p in written[1:])
     assert REFERENCE_HEADER in (tmp_path / "report.md").read_text()
 
@@ -217,7 +217,7 @@ def test_bench_report_only_redraws_through_the_cli(tmp_path):
 
 def test_bench_report_with_no_succeeded_run_says_so(tmp_path):
     with pytest.raises(ValueError, match="no succeeded runs"):
-        bench_table.write_report([row(status="failed")], tmp_path)
+        tables.write_report([row(status="failed")], tmp_path)
 
 
 # -- one run: cosmicai report RUN_DIR --------------------------------------------------------

@@ -227,7 +227,8 @@ def test_predict_with_reference_metrics_runs_the_references_loop(tiny, sample):
 
 @pytest.mark.parametrize("capacity", [1, 2, 3, 4, 8, 64])
 def test_worker_threads_never_exceed_the_cores(capacity):
-    from emulator.runner import FunctionSpec, WorkerPool
+    from emulator.environment import FunctionSpec
+    from emulator.pool import WorkerPool
 
     spec = FunctionSpec(name="f", handler="h.h", code_sha="0", timeout_s=3.0, memory_mb=128, environment=(), region="us-east-1")
     pool = WorkerPool("http://127.0.0.1:1", capacity=capacity)

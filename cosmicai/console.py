@@ -18,7 +18,7 @@ err = Console(stderr=True)
 @contextmanager
 def run_progress(enabled: bool) -> Iterator[Any]:
     """A rich progress bar of ranks done out of world_size (on stderr; silent if disabled)."""
-    from emulator.runs import Progress as RunProgress  # imports torch and moto: only commands that run pay for it
+    from cosmicai.runs import Progress as RunProgress  # imports torch and moto: only commands that run pay for it
 
     if not enabled:
         yield RunProgress()

@@ -5,7 +5,7 @@ RUN_DIR is a run folder as ``cosmicai run`` (or ``cosmicai bench``, under
 ``ranks/<rank>.json``. A rank listed as failed in the summary without a
 record (``MissingResult``) is drawn as failed too.
 
-Artifacts written into RUN_DIR (or ``--out``), see ``emulator.plots``:
+Artifacts written into RUN_DIR (or ``--out``), see ``cosmicai.study.plots``:
 ``timeline.png`` (each rank's handler from start to end: load, hatched on a
 cold start; inference loop; writing results; so stragglers and cold starts
 show), ``throughput.png`` (bits/s and samples/s per rank) and ``memory.png``
@@ -15,9 +15,10 @@ show), ``throughput.png`` (bits/s and samples/s per rank) and ``memory.png``
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
+
+from cosmicai.argtypes import read_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,12 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except ValueError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read ({exc.strerror})") from None
+    return read_json(path, "run file")
 
 
 def load_run(run_dir: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
@@ -62,9 +58,9 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]
 
 
 def main(args: argparse.Namespace) -> int:
-    from rich.console import Console  # not emulator.console: it imports torch and moto, which a picture does not need
+    from rich.console import Console
 
-    from emulator import plots
+    from cosmicai.study import plots
 
     summary, records = load_run(args.run_dir)
     target = args.out or args.run_dir

@@ -21,8 +21,8 @@ from typing import Any, Callable
 
 from botocore.exceptions import ClientError
 
-from emulator.deploy import HANDLERS, TAG_KEY, Stack
-from emulator.targets import TargetSettings
+from cosmicai.deploy import HANDLERS, TAG_KEY, Stack
+from cosmicai.targets import TargetSettings
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ class Plan:
 
 
 def plan(target: TargetSettings, stack: Stack, *, world_size: int | None = None, samples_per_rank: int | None = None) -> Plan:
-    from emulator.deploy import account_id
+    from cosmicai.deploy import account_id
     from inference.cost import estimate_cost
 
     resources = [

@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from emulator import targets
+from cosmicai import targets
 
 OK, MISSING, UNKNOWN, INFO = "ok", "missing", "unknown", "info"
 DOCKER_TIMEOUT_S = 3.0  # the daemon's ping
@@ -233,7 +233,7 @@ def render(checks: list[Check]) -> None:
 
 def _console() -> Any:
     try:
-        from emulator.console import out
+        from cosmicai.console import out
     except ImportError:  # console imports torch: the report must still show that torch is missing
         from rich.console import Console
 

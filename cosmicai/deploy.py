@@ -28,8 +28,8 @@ from typing import Any, Callable
 
 from botocore.exceptions import ClientError
 
-from emulator import iam as iam_docs
-from emulator.targets import TargetSettings
+from cosmicai import iam as iam_docs
+from cosmicai.targets import TargetSettings
 from stepfn.definition import render
 
 logger = logging.getLogger(__name__)
@@ -273,7 +273,7 @@ def deploy(target: TargetSettings, stack: Stack) -> Deployment:
     s3, iam, lam, sfn, logs = (target.client(s) for s in ("s3", "iam", "lambda", "stepfunctions", "logs"))
     image = target.packaging == "image"
     if image and not stack.image_uri:
-        raise ValueError("the aws target runs Infer from a container image: build and push it first (see emulator.aws)")
+        raise ValueError("the aws target runs Infer from a container image: build and push it first (see cosmicai.aws)")
     account = account_id(target)
     ensure_bucket(s3, stack.bucket, target.region, stack.tags)
     lambda_policy = iam_docs.lambda_policy(bucket=stack.bucket, data_bucket=stack.bucket, stack_name=stack.name, region=target.region, account=account)

@@ -86,7 +86,7 @@ def project(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from emulator.console import out, print_json
+    from cosmicai.console import out, print_json
 
     result = project(args)
     if args.json:

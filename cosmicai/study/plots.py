@@ -6,7 +6,7 @@ CPU time; "MB" and MiB are 2**20 bytes (the reference's unit); throughput in
 at AWS list prices (``inference.cost``).
 
 Artifacts written by :func:`bench_figures` into the sweep folder (beside the
-``report.md`` of ``emulator.bench_table``): ``time_vs_size.png``,
+``report.md`` of ``cosmicai.study.results``): ``time_vs_size.png``,
 ``time_vs_partitions.png``, ``cost_vs_size.png``, ``memory_throughput_vs_size.png``.
 Artifacts written by :func:`run_report` beside a run's ``summary.json``:
 ``timeline.png``, ``throughput.png``, ``memory.png``.
@@ -28,7 +28,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import EngFormatter, FuncFormatter, MaxNLocator  # noqa: E402
 
-from emulator.bench_table import setup_line, si, sort_key  # noqa: E402
+from cosmicai.study.results import setup_line, si, sort_key  # noqa: E402
 from inference.naming import SAMPLE_BYTES  # noqa: E402
 
 MIB = 2**20
@@ -121,10 +121,7 @@ def line_grid(
         fig.text(0.01, 0.05 / fig.get_figheight(), note, fontsize=7, color="dimgray", va="bottom")
     fig.legend(list(handles.values()), list(handles), loc="lower center", bbox_to_anchor=(0.5, note_in / fig.get_figheight()),
                ncol=columns, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, (note_in + legend_in) / fig.get_figheight(), 1, 0.97))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, (0, (note_in + legend_in) / fig.get_figheight(), 1, 0.97))
 
 
 def _size_ticks(rows: Sequence[dict[str, Any]]) -> dict[Any, str]:
@@ -152,6 +149,14 @@ def bench_figures(rows: Sequence[dict[str, Any]], out: Path) -> list[Path]:
 
 
 # -- one run -------------------------------------------------------------------------------
+
+
+def _save(fig: Any, path: Path, rect: tuple[float, float, float, float] | None = None) -> Path:
+    """Lay out (within ``rect``), write and close a figure; return its path."""
+    fig.tight_layout(rect=rect) if rect else fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def _time(text: str | None) -> datetime | None:
@@ -225,10 +230,7 @@ def plot_timeline(summary: dict[str, Any] | None, records: Sequence[dict[str, An
         fontsize=7, loc="lower center", ncol=3, frameon=False,
     )
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout(rect=(0, 0.7 / fig.get_figheight(), 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, (0, 0.7 / fig.get_figheight(), 1, 1))
 
 
 def _rank_bars(ax: Any, records: Sequence[dict[str, Any]], values: Sequence[float | None], color: str, offset: float = 0.0, width: float = 0.8, label: str = "") -> None:
@@ -256,14 +258,7 @@ def plot_rank_throughput(summary: dict[str, Any] | None, records: Sequence[dict[
     ax.set_ylabel("throughput (bits/s)\nsamples x 20,520 B x 8 / wall time of the rank's loop")
     right = ax.secondary_yaxis("right", functions=(lambda b: b / SAMPLE_BITS, lambda s: s * SAMPLE_BITS))
     right.set_ylabel("samples/s")
-    ax.set_xlabel("rank")
-    ax.set_title(_run_title(summary, "Per-rank throughput"), fontsize=10)
-    ax.set_ylim(bottom=0)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save_rank_plot(fig, ax, _run_title(summary, "Per-rank throughput"), path)
 
 
 def plot_rank_memory(summary: dict[str, Any] | None, records: Sequence[dict[str, Any]], path: Path) -> Path:
@@ -276,14 +271,16 @@ def plot_rank_memory(summary: dict[str, Any] | None, records: Sequence[dict[str,
         ax.axhline(limit, color="#de2d26", linestyle="--", linewidth=0.8, label=f"Infer MemorySize {limit} MB (Lambda's MB = MiB)")
     _mark_failed(ax, records)
     ax.set_ylabel("memory (MiB = 2^20 bytes)")
+    return _save_rank_plot(fig, ax, _run_title(summary, "Per-rank memory"), path)
+
+
+def _save_rank_plot(fig: Any, ax: Any, title: str, path: Path) -> Path:
+    """The per-rank plots' common ending: rank axis, title, zero-based y, legend; then saved."""
     ax.set_xlabel("rank")
-    ax.set_title(_run_title(summary, "Per-rank memory"), fontsize=10)
+    ax.set_title(title, fontsize=10)
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def run_report(summary: dict[str, Any] | None, records: Sequence[dict[str, Any]], out: Path) -> list[Path]:

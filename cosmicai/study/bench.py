@@ -33,11 +33,11 @@ again and replaced; when nothing is left to measure, nothing is redrawn
 Artifacts in ``--out`` (default ``cosmicai-bench``): ``results.csv`` (one row
 per run, rewritten atomically after each run),
 ``runs/<run_id>/`` (each pipeline run's folder as ``cosmicai run`` writes it:
-draw one with ``cosmicai report``), and ``report.md`` (``emulator.bench_table``)
-with the PNG figures of ``emulator.plots``. The data sets live in a temporary
+draw one with ``cosmicai report``), and ``report.md`` (``cosmicai.study.results``)
+with the PNG figures of ``cosmicai.study.plots``. The data sets live in a temporary
 folder, one at a time.
 
-Columns of ``results.csv`` and the report: ``emulator.bench_table``.
+Columns of ``results.csv`` and the report: ``cosmicai.study.results``.
 """
 
 from __future__ import annotations
@@ -55,8 +55,9 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from emulator.argtypes import positive_int
-from emulator.bench_table import MIB, Config, config_key, merge, pending, read_results, write_report, write_results
+from cosmicai.argtypes import positive_int
+from cosmicai.study.results import MIB, Config, config_key, merge, pending, read_results, write_results
+from cosmicai.study.tables import write_report
 from inference.naming import SAMPLE_BYTES, parse_size
 from inference.records import utc_now
 
@@ -175,7 +176,7 @@ def _base_row(config: Config) -> dict[str, Any]:
 
 def measure_pipeline(live: Any, stack: Any, deployment: Any, config: Config, parts: Path, out: Path, progress: Any) -> dict[str, Any]:
     """One execution through the pipeline; its row (the run's folder goes to out/runs/<run_id>)."""
-    from emulator.runs import RunRequest, execute_run
+    from cosmicai.runs import RunRequest, execute_run
 
     run_id = f"bench-{_slug(config.partition_size)}-w{config.world_size}-b{config.batch_size}-r{config.repeat}-{secrets.token_hex(3)}"
     request = RunRequest(data=parts, batch_size=config.batch_size, max_concurrency=config.max_concurrency, model=config.model, run_id=run_id)
@@ -210,7 +211,7 @@ def measure_local(configs: Sequence[Config], whole: Path, warm: Path) -> Iterato
     """The local baseline of one data set: one fresh process runs ``inference.local.run_local`` over
     ``whole`` for each configuration in turn (after one unrecorded sample from ``warm``); yields rows."""
     model = configs[0].model
-    command = [sys.executable, "-m", "emulator.bench", str(whole), str(warm), model, ",".join(str(c.batch_size) for c in configs)]
+    command = [sys.executable, "-m", "cosmicai.study.bench", str(whole), str(warm), model, ",".join(str(c.batch_size) for c in configs)]
     with tempfile.TemporaryFile("w+") as stderr:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True)
         try:
@@ -255,7 +256,7 @@ def _local_row(config: Config, record: dict[str, Any]) -> dict[str, Any]:
 
 
 def local_worker(argv: Sequence[str]) -> int:
-    """``python -m emulator.bench ALL.pt WARM.pt MODEL B1,B2,..``: one JSON record per batch size on stdout."""
+    """``python -m cosmicai.study.bench ALL.pt WARM.pt MODEL B1,B2,..``: one JSON record per batch size on stdout."""
     from inference.local import run_local
 
     whole, warm, model, batches = argv
@@ -271,7 +272,7 @@ def sweep_bar(total: int) -> Iterator[tuple[Callable[[str], None], Callable[[], 
     """One rich progress bar over the whole sweep: (describe(text), advance())."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from emulator.console import err
+    from cosmicai.console import err
 
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err) as bar:
         task = bar.add_task("starting", total=total)
@@ -280,7 +281,7 @@ def sweep_bar(total: int) -> Iterator[tuple[Callable[[str], None], Callable[[], 
 
 def _warm_up(live: Any, stack: Any, deployment: Any, model: str, workers: int, describe: Callable[[str], None]) -> None:
     """An unrecorded execution with one rank per worker: starts the Lambda workers and loads the model."""
-    from emulator.runs import Progress, RunRequest, execute_run
+    from cosmicai.runs import Progress, RunRequest, execute_run
 
     describe("warm-up: starting the Lambda workers")
     request = RunRequest(samples=workers, world_size=workers, batch_size=1, model=model, run_id=f"bench-warmup-{secrets.token_hex(3)}")
@@ -290,15 +291,15 @@ def _warm_up(live: Any, stack: Any, deployment: Any, model: str, workers: int, d
 
 def run_sweep(args: argparse.Namespace, target: Any, todo: list[Config], rows: list[dict[str, Any]], results: Path) -> list[dict[str, Any]]:
     """Measure every configuration in ``todo`` on ``target``, saving results.csv after each; return all rows."""
-    from emulator import deploy as deploy_mod
-    from emulator.runs import Progress, open_target
+    from cosmicai import deploy as deploy_mod
+    from cosmicai.runs import Progress, open_target
 
     pipeline = [c for c in todo if c.kind == "pipeline"]
     peak = max((c.max_concurrency or 1 for c in pipeline), default=1)
     stack = deploy_mod.Stack(name=args.stack, bucket=args.bucket, infer_memory_mb=args.memory, infer_timeout_s=args.timeout, max_concurrency=peak)
     if pipeline and target.name == "aws":  # as `cosmicai run` does: confirm, then the image and the vendored zip
-        from emulator import aws
-        from emulator.console import err
+        from cosmicai import aws
+        from cosmicai.console import err
 
         err.print(f"cosmicai bench: {len(pipeline)} executions on AWS, the largest as estimated below")
         stack = aws.prepare_stack(target, stack, yes=args.yes, image_uri=args.image_uri, show=err.print,
@@ -350,9 +351,9 @@ def _check_model(spec: str) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from rich.console import Console  # not emulator.console: it imports torch and moto, which reports do not need
+    from rich.console import Console  # not cosmicai.console: it imports torch and moto, which reports do not need
 
-    from emulator.targets import check_ready, resolve
+    from cosmicai.targets import check_ready, resolve
 
     console = Console()
     results, report = args.out / "results.csv", args.out / "report.md"

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 
-from emulator import deploy as deploy_mod
-from emulator import execute
+from cosmicai import deploy as deploy_mod
+from cosmicai import execute
 from emulator.embedded import EmbeddedEmulator
-from emulator.targets import TargetSettings
+from cosmicai.targets import TargetSettings
 from inference.data import generate, list_partitions, load_partition, parse_size, split
 from inference.errors import PayloadError
 from inference.checkpoint import checkpoint_bytes, load_checkpoint, load_model

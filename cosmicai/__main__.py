@@ -1,0 +1,5 @@
+"""``python -m cosmicai``: the same as the ``cosmicai`` console script."""
+
+from cosmicai.cli import main
+
+raise SystemExit(main())

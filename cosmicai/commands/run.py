@@ -1,0 +1,148 @@
+"""``cosmicai run``: the whole pipeline on a target, from data (given or generated) to the summary."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from cosmicai.argtypes import positive_int, read_json
+from cosmicai.commands.common import add_aws_arguments, check_model
+from cosmicai.errors import BadInput
+
+
+def add_arguments(run: argparse.ArgumentParser) -> None:
+    run.add_argument("--target", default=None, help="embedded (default), localstack or aws")
+    run.add_argument("--endpoint", default=None, help="emulator endpoint (default: a running 'emulator up', else in-process)")
+    run.add_argument("--data", type=Path, help="a partition file (split for you) or a folder of 1.pt..N.pt")
+    run.add_argument("--samples", type=positive_int, default=None, help="samples to generate when --data is absent (default 16384: 4 partitions of ~80 MiB)")
+    run.add_argument("--seed", type=int, default=0, help="seed of the generated data")
+    size = run.add_mutually_exclusive_group()
+    size.add_argument("--partition-size", help="split into partitions of this size, e.g. 25MB")
+    size.add_argument("--world-size", type=positive_int, help="number of ranks (default 4; with a folder, one rank per file)")
+    run.add_argument("--batch-size", type=positive_int, default=512)
+    run.add_argument("--max-concurrency", type=positive_int, default=None, help="Map MaxConcurrency and warm workers (default: cores, at most world size)")
+    run.add_argument("--model", default="astromae", help="astromae (the reference's ViT_Astro; default), tiny, or a checkpoint file (ours, a ViT_Astro state dict, or the reference's pickled DataParallel(ViT_Astro))")
+    run.add_argument("--model-folder", type=Path, help="your own model folder (model.py with load/predict; see the README)")
+    run.add_argument("--memory", type=positive_int, default=3008, help="Infer function MemorySize in MB (enforced on RSS)")
+    run.add_argument("--timeout", type=positive_int, default=900, help="Infer function Timeout in seconds")
+    run.add_argument("--tolerated-failure-percentage", type=float, default=0.0)
+    run.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    run.add_argument("--metrics", choices=("wall-clock", "reference"), default="wall-clock", help="the records' definitions: wall-clock (default) or the reference's (profiler CPU time, decimal-MB allocation sums)")
+    run.add_argument("--payload", type=Path, help="a raw Step Functions input (JSON file; reference keys accepted)")
+    run.add_argument("--run-id", help="name of the run (default: run-<time>-<random>)")
+    run.add_argument("--resume", metavar="RUN_ID", help="re-run only the failed or missing ranks of that run (its folder: --out or cosmicai-out/RUN_ID)")
+    run.add_argument("--out", type=Path, help="where the results go (default cosmicai-out/<run-id>)")
+    run.add_argument("--stack", default="cosmicai", help="name prefix of the deployed resources")
+    run.add_argument("--bucket", default="cosmicai-data")
+    run.add_argument("--json", action="store_true", help="print only the summary JSON on stdout")
+    add_aws_arguments(run)
+
+
+def _estimate_samples_per_rank(args: argparse.Namespace, world: int) -> int:
+    from cosmicai.runs import DEFAULT_SAMPLES
+    from inference.naming import SAMPLE_BYTES
+
+    if args.data is None:
+        return max(1, (args.samples or DEFAULT_SAMPLES) // world)
+    files = list(args.data.glob("*.pt")) if args.data.is_dir() else [args.data]
+    return max(1, sum(f.stat().st_size for f in files) // SAMPLE_BYTES // world)
+
+
+def main(args: argparse.Namespace) -> int:
+    from cosmicai import console
+    from cosmicai.deploy import Stack
+    from cosmicai.runs import DEFAULT_SAMPLES, RunRequest, execute_run, open_target
+    from cosmicai.targets import check_ready, resolve
+
+    if args.resume:
+        return _resume(args)
+    if args.data is not None and not args.data.exists():
+        raise BadInput(f"--data {args.data}: no such file or folder")
+    if args.data is not None and args.samples is not None:
+        raise BadInput("--samples generates data; it cannot be combined with --data")
+    if args.data is not None and args.data.is_dir() and args.partition_size:
+        raise BadInput("--partition-size splits a data file; --data is a folder of partitions already")
+    check_model(args.model)
+    payload = None
+    if args.payload is not None:
+        payload = read_json(args.payload, "--payload")
+        from inference.payload import parse_payload
+
+        parse_payload(payload)
+    target = resolve(args.target, endpoint=args.endpoint, region=args.region)
+    check_ready(target)
+    world = args.world_size if not (args.data and args.data.is_dir()) else None
+    concurrency = args.max_concurrency or max(1, min(os.cpu_count() or 1, world or 4))
+    if target.name == "aws" and not args.max_concurrency:
+        concurrency = 1000  # Lambda scales out: let the Map run every rank at once
+    request = RunRequest(
+        data=args.data,
+        samples=args.samples or DEFAULT_SAMPLES,
+        seed=args.seed,
+        partition_size=args.partition_size,
+        world_size=args.world_size,
+        batch_size=args.batch_size,
+        max_concurrency=concurrency,
+        model=args.model,
+        model_folder=args.model_folder,
+        run_id=args.run_id,
+        tolerated_failure_percentage=args.tolerated_failure_percentage,
+        device=args.device,
+        payload=payload,
+        metrics=args.metrics,
+    )
+    stack = Stack(name=args.stack, bucket=args.bucket, infer_memory_mb=args.memory, infer_timeout_s=args.timeout, max_concurrency=concurrency)
+    if target.name == "aws":
+        from cosmicai import aws
+
+        ranks = world or (len(list(args.data.glob("*.pt"))) if args.data and args.data.is_dir() else 4)
+        stack = aws.prepare_stack(
+            target, stack, yes=args.yes, image_uri=args.image_uri, show=console.err.print,
+            world_size=ranks, samples_per_rank=_estimate_samples_per_rank(args, ranks),
+        )
+    with console.run_progress(enabled=not args.json) as progress, open_target(target, capacity=concurrency) as (live, _):
+        if target.name == "aws":
+            from cosmicai.aws import console_url
+
+            progress.started = lambda arn: console.err.print(f"execution: {console_url(target.region, arn)}")
+        outcome = execute_run(live, stack, request, args.out, progress)
+    report(args, outcome)
+    return outcome.exit_code
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from cosmicai import console
+    from cosmicai.deploy import Stack
+    from cosmicai.runs import open_target, resume_run
+    from cosmicai.targets import check_ready, resolve
+
+    run_dir = args.out or Path("cosmicai-out") / args.resume
+    if not (run_dir / "run.json").is_file():
+        raise BadInput(f"--resume {args.resume}: no run folder at {run_dir} (pass the run's --out)")
+    saved = json.loads((run_dir / "run.json").read_text())
+    target = resolve(saved.get("target"), endpoint=args.endpoint)
+    check_ready(target)
+    concurrency = args.max_concurrency or max(1, min(os.cpu_count() or 1, 4))
+    stack = Stack(name=saved.get("stack", args.stack), bucket=saved.get("bucket", args.bucket), infer_memory_mb=args.memory, infer_timeout_s=args.timeout, max_concurrency=concurrency)
+    with console.run_progress(enabled=not args.json) as progress, open_target(target, capacity=concurrency) as (live, _):
+        outcome = resume_run(live, stack, run_dir, progress)
+    report(args, outcome)
+    return outcome.exit_code
+
+
+def report(args: argparse.Namespace, outcome: Any) -> None:
+    """Print the run's outcome: the summary JSON (--json), or the rank table and the summary."""
+    from cosmicai import console
+
+    if args.json:
+        console.print_json(outcome.summary)
+    elif outcome.summary:
+        combined = outcome.out_dir / "combined_data.json"
+        console.print_ranks(json.loads(combined.read_text()) if combined.exists() else [])
+        console.print_summary(outcome.summary, str(outcome.out_dir))
+    else:
+        execution = outcome.execution
+        console.err.print(f"[red]run {outcome.run_id} ended {execution.status if execution else 'FAILED'} without a summary[/]: {execution.error if execution else ''} {execution.cause if execution else ''}")

@@ -1,0 +1,300 @@
+"""One Lambda execution environment as a local process: the component every engine hosts.
+
+An :class:`Environment` is a worker process (``emulator.worker``) that imports
+the function's handler once and serves invocations. Its interface is the one
+every host needs: ``start()`` it for a :class:`FunctionSpec`, ``invoke(event)``
+it within the function's Timeout, ``stop()`` it. It enforces the function's
+``Timeout`` (``Sandbox.Timedout``) and ``MemorySize`` (``Runtime.OutOfMemory``,
+on the RSS of the worker and its children), reports a crash
+(``Runtime.ExitError``, with the process's last output) and an import failure
+(``Runtime.ImportModuleError``) in Lambda's error shape, and returns the
+invocation's output; :func:`log_text` wraps it in Lambda's START/END/REPORT lines.
+
+Hosts: ``emulator.pool.WorkerPool`` (moto's seam, ``emulator.motoseam``) and
+LocalStack's runtime executor, which keeps one Environment per execution environment.
+
+Artifacts: ``<root>/code/<sha256>/`` (a function's unzipped code) and
+``<root>/worker-*/{worker,invoke}.log`` (each environment's output).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+logger = logging.getLogger(__name__)
+
+INIT_TIMEOUT_S = 120.0  # Lambda's init phase limit is separate from the function's Timeout
+_POLL_S = 0.05
+LOG_TAIL_BYTES = 4096  # Lambda returns the last 4 KB of logs in x-amz-log-result
+_HOST_ONLY_VARS = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")
+
+
+class WorkerFailed(Exception):
+    """An environment died, timed out, ran out of memory or failed to import; carries Lambda's error payload."""
+
+    def __init__(self, error_type: str, message: str, logs: str = "") -> None:
+        super().__init__(message)
+        self.payload: dict[str, Any] = {"errorType": error_type, "errorMessage": message}
+        self.logs = logs
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """What identifies an execution environment: a function's code and configuration."""
+
+    name: str
+    handler: str
+    code_sha: str
+    timeout_s: float
+    memory_mb: int
+    environment: tuple[tuple[str, str], ...]
+    region: str
+
+
+@dataclass
+class InvocationResult:
+    """One invocation's outcome: the handler's result or Lambda's error payload, its output, its figures."""
+
+    request_id: str
+    payload: Any  # JSON-able: the handler's return value, or {"errorType", "errorMessage", ...}
+    errored: bool
+    logs: str  # the function's own output during the invocation
+    duration_s: float
+    max_memory_bytes: int
+
+
+def log_text(spec: FunctionSpec, result: InvocationResult) -> str:
+    """The invocation's CloudWatch lines, as Lambda writes them: START, the output, END, REPORT."""
+    lines = [f"START RequestId: {result.request_id} Version: $LATEST", *result.logs.splitlines()]
+    if result.errored and isinstance(result.payload, dict):
+        lines.append(json.dumps(result.payload))
+    lines.append(f"END RequestId: {result.request_id}")
+    lines.append(
+        f"REPORT RequestId: {result.request_id}\tDuration: {result.duration_s * 1000:.2f} ms"
+        f"\tBilled Duration: {max(1, round(result.duration_s * 1000))} ms"
+        f"\tMemory Size: {spec.memory_mb} MB\tMax Memory Used: {result.max_memory_bytes // 2**20} MB"
+    )
+    return "\n".join(lines)
+
+
+def lambda_environment(spec: FunctionSpec, endpoint_url: str, threads: int) -> dict[str, str]:
+    """The variables of a Lambda environment for ``spec``: Lambda's reserved ones, the endpoint, dummy credentials, its own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k not in _HOST_ONLY_VARS and not k.startswith("MOTO_")}
+    env.update(
+        {
+            "AWS_ENDPOINT_URL": endpoint_url,
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_REGION": spec.region,
+            "AWS_DEFAULT_REGION": spec.region,
+            "AWS_LAMBDA_FUNCTION_NAME": spec.name,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
+            "AWS_LAMBDA_FUNCTION_TIMEOUT": str(int(spec.timeout_s)),
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_EXECUTION_ENV": "AWS_Lambda_python3.11",
+            "_HANDLER": spec.handler,
+            "COSMICAI_TORCH_THREADS": str(threads),
+            "OMP_NUM_THREADS": str(threads),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
+    env.update(dict(spec.environment))
+    return env
+
+
+def unpack_code(code: bytes, root: str, spec: FunctionSpec) -> str:
+    """The function's zip unpacked once under ``root/code/<sha256>`` (members that escape it are refused)."""
+    path = os.path.join(root, "code", spec.code_sha)
+    if os.path.isdir(path):
+        return path
+    if not code:
+        raise WorkerFailed("Runtime.InvalidEntrypoint", f"function {spec.name}: the embedded runner runs zip packages only (no code found)")
+    staging = tempfile.mkdtemp(dir=root)
+    with zipfile.ZipFile(io.BytesIO(code)) as archive:
+        for member in archive.namelist():
+            target = os.path.realpath(os.path.join(staging, member))
+            if not target.startswith(os.path.realpath(staging) + os.sep):
+                raise WorkerFailed("Runtime.InvalidZipFileException", f"function {spec.name}: zip member {member!r} escapes the code folder")
+        archive.extractall(staging)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        os.rename(staging, path)
+    except OSError:  # another thread unpacked the same code first
+        shutil.rmtree(staging, ignore_errors=True)
+    return path
+
+
+@dataclass
+class Environment:
+    """One execution environment: a worker process serving one function version's invocations."""
+
+    spec: FunctionSpec
+    code_dir: str
+    env: dict[str, str]
+    root: str  # the environment's log folder is made under it
+    python: str = sys.executable
+    process: subprocess.Popen | None = None
+    log_dir: str = ""
+    buffer: bytes = b""
+    ready: bool = False
+    invocations: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def start(self) -> "Environment":
+        """Start the worker process (it imports the handler in the background; ``invoke`` waits for it)."""
+        self.log_dir = tempfile.mkdtemp(prefix="worker-", dir=self.root)
+        self.process = subprocess.Popen(
+            [self.python, "-m", "emulator.worker", self.code_dir, self.spec.handler, self.log_dir],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=dict(self.env, TMPDIR=self.log_dir),
+            cwd=self.code_dir,
+        )
+        return self
+
+    def wait_ready(self, deadline: float | None = None) -> None:
+        """Block until the handler is imported; WorkerFailed(Runtime.ImportModuleError) if it could not be."""
+        if self.ready:
+            return
+        reply = self._receive(deadline or time.time() + INIT_TIMEOUT_S, None, INIT_TIMEOUT_S)
+        if reply.get("op") == "init_error":
+            failure = WorkerFailed("Runtime.ImportModuleError", str(reply["error"].get("errorMessage", "")), self.read_log("worker.log"))
+            failure.payload.update({k: v for k, v in reply["error"].items() if k not in failure.payload})  # stackTrace
+            raise failure
+        self.ready = True
+
+    def stop(self, grace_s: float = 0.0) -> None:
+        """Ask the worker to exit (waiting up to ``grace_s``), then kill it and its children."""
+        if self.process is None:
+            return
+        if grace_s and self.alive():
+            try:
+                self._send({"op": "stop"})
+                self.process.wait(timeout=grace_s)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        self.kill()
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.log_dir, ignore_errors=True)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid if self.process else -1
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        try:
+            for child in psutil.Process(self.pid).children(recursive=True):
+                child.kill()
+        except psutil.Error:
+            pass
+        if self.alive():
+            self.process.kill()  # type: ignore[union-attr]
+        if self.process is not None:
+            self.process.wait(timeout=10)
+            for stream in (self.process.stdin, self.process.stdout):
+                try:
+                    stream.close()  # type: ignore[union-attr]
+                except OSError:
+                    pass
+
+    # -- invocation -----------------------------------------------------------
+
+    def invoke(self, event: Any, request_id: str | None = None, enforce_memory: bool = True) -> InvocationResult:
+        """One invocation within the function's Timeout; Lambda's error payload when it fails.
+
+        After a failure (timeout, out of memory, crash) the environment is dead:
+        ``healthy()`` says so and the host replaces it, as Lambda does.
+        """
+        request_id = request_id or str(uuid.uuid4())
+        started = time.perf_counter()
+        try:
+            self.wait_ready()
+            started = time.perf_counter()
+            deadline = time.time() + self.spec.timeout_s
+            self._send({"op": "invoke", "event": event, "request_id": request_id, "deadline": deadline})
+            reply = self._receive(deadline, self.spec.memory_mb if enforce_memory else None, self.spec.timeout_s)
+            self.invocations += 1
+            return InvocationResult(request_id, reply["payload"], not reply["ok"], self.read_log(), time.perf_counter() - started, self.rss_bytes())
+        except WorkerFailed as failure:
+            logs = failure.logs or (self.read_log() + self.read_log("worker.log"))
+            payload = dict(failure.payload)
+            if payload["errorType"] == "Runtime.ExitError":
+                payload["stackTrace"] = logs.splitlines()[-30:]  # faulthandler's dump, or the last output
+            self.kill()
+            return InvocationResult(request_id, payload, True, logs, time.perf_counter() - started, 0)
+        except (OSError, ValueError) as exc:  # a broken pipe or an unreadable reply: the process is gone
+            logs = self.read_log() + self.read_log("worker.log")
+            self.kill()
+            payload = {"errorType": "Runtime.ExitError", "errorMessage": f"Runtime exited with error: {exc}"}
+            return InvocationResult(request_id, payload, True, logs, time.perf_counter() - started, 0)
+
+    def healthy(self) -> bool:
+        return self.ready and self.alive()
+
+    def rss_bytes(self) -> int:
+        try:
+            proc = psutil.Process(self.pid)
+            return proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
+        except psutil.Error:
+            return 0
+
+    def read_log(self, name: str = "invoke.log") -> str:
+        try:
+            with open(os.path.join(self.log_dir, name), encoding="utf-8", errors="replace") as handle:
+                return handle.read()
+        except OSError:
+            return ""
+
+    def _send(self, message: dict[str, Any]) -> None:
+        self.process.stdin.write((json.dumps(message) + "\n").encode())  # type: ignore[union-attr]
+        self.process.stdin.flush()  # type: ignore[union-attr]
+
+    def _receive(self, deadline: float, memory_mb: int | None, timeout_s: float) -> dict[str, Any]:
+        """Wait for one message until deadline, enforcing memory; raise WorkerFailed."""
+        fd = self.process.stdout.fileno()  # type: ignore[union-attr]
+        while b"\n" not in self.buffer:
+            now = time.time()
+            if now >= deadline:
+                self.kill()
+                raise WorkerFailed("Sandbox.Timedout", f"Task timed out after {timeout_s:.2f} seconds")
+            readable, _, _ = select.select([fd], [], [], min(_POLL_S, deadline - now))
+            if memory_mb is not None:
+                rss = self.rss_bytes()
+                if rss > memory_mb * 2**20:
+                    self.kill()
+                    raise WorkerFailed(
+                        "Runtime.OutOfMemory",
+                        f"Runtime exited with error: out of memory (RSS {rss / 2**20:.0f} MB > MemorySize {memory_mb} MB)",
+                    )
+            if readable:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    code = self.process.wait(timeout=10)  # type: ignore[union-attr]
+                    how = f"signal {-code}" if code < 0 else f"exit status {code}"
+                    raise WorkerFailed("Runtime.ExitError", f"Runtime exited with error: {how}")
+                self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return json.loads(line)

@@ -1,0 +1,166 @@
+"""A warm pool of Lambda execution environments, for a host that does not keep environments itself (moto).
+
+:class:`WorkerPool` keeps warm ``emulator.environment.Environment`` processes per
+function version (code hash + configuration), reused across invocations, at
+most ``capacity`` busy per function; each gets ``torch_threads`` intra-op
+threads (default: the cores shared among the busy ones). A failed environment
+(timeout, out of memory, crash) is dropped and a replacement started, so the
+pool stays warm. Everything lives under a temp folder (``cosmicai-lambda-*``)
+removed on shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import tempfile
+import threading
+import time
+import shutil
+import uuid
+from typing import Any
+
+from emulator.environment import Environment, FunctionSpec, InvocationResult, WorkerFailed, lambda_environment, unpack_code
+
+logger = logging.getLogger(__name__)
+
+
+class FunctionPool:
+    """The warm environments of one function version, at most ``capacity`` busy at once."""
+
+    def __init__(self, spec: FunctionSpec, code_dir: str, root: str, env: dict[str, str], capacity: int) -> None:
+        self.spec, self.code_dir, self.root, self.env = spec, code_dir, root, env
+        self.capacity = capacity
+        self.slots = threading.BoundedSemaphore(capacity)
+        self.idle: list[Environment] = []
+        self.all: list[Environment] = []
+        self.lock = threading.Lock()
+        self.started_workers = 0
+
+    def _start(self) -> Environment:
+        environment = Environment(self.spec, self.code_dir, self.env, self.root).start()
+        with self.lock:
+            self.all.append(environment)
+            self.started_workers += 1
+        return environment
+
+    def acquire(self) -> Environment:
+        self.slots.acquire()
+        with self.lock:
+            while self.idle:
+                environment = self.idle.pop()
+                if environment.alive():
+                    return environment
+        try:
+            return self._start()
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def release(self, environment: Environment) -> None:
+        """Back to the idle list if it is healthy; else dropped, and a replacement started so the pool stays warm."""
+        healthy = environment.healthy()
+        with self.lock:
+            if healthy:
+                self.idle.append(environment)
+            elif environment in self.all:
+                self.all.remove(environment)
+        if not healthy:
+            environment.kill()
+            environment.cleanup()
+            self._replace()
+        self.slots.release()
+
+    def _replace(self) -> None:
+        try:
+            environment = self._start()
+        except OSError as exc:
+            logger.warning("could not start a replacement worker for %s: %s", self.spec.name, exc)
+            return
+        with self.lock:
+            self.idle.append(environment)
+
+    def shutdown(self) -> None:
+        with self.lock:
+            environments, self.all, self.idle = list(self.all), [], []
+        for environment in environments:
+            if environment.alive():
+                try:
+                    environment._send({"op": "stop"})
+                except OSError:
+                    pass
+        deadline = time.time() + 5
+        for environment in environments:
+            try:
+                environment.process.wait(timeout=max(0.1, deadline - time.time()))  # type: ignore[union-attr]
+            except subprocess.TimeoutExpired:
+                pass
+            environment.kill()
+
+
+class WorkerPool:
+    """Every function's warm environments, for a host that does not keep environments itself."""
+
+    def __init__(
+        self,
+        endpoint_url: str,
+        *,
+        capacity: int = 2,
+        capacities: dict[str, int] | None = None,
+        torch_threads: int | None = None,
+        enforce_memory: bool = True,
+    ) -> None:
+        self.endpoint_url = endpoint_url
+        self.capacity = capacity
+        self.capacities = dict(capacities or {})
+        self.torch_threads = torch_threads
+        self.enforce_memory = enforce_memory
+        self.root = tempfile.mkdtemp(prefix="cosmicai-lambda-")
+        self.pools: dict[FunctionSpec, FunctionPool] = {}
+        self.lock = threading.Lock()
+        self.closed = False
+
+    def _environment(self, spec: FunctionSpec, capacity: int) -> dict[str, str]:
+        threads = self.torch_threads or max(1, (os.cpu_count() or 1) // capacity)
+        return lambda_environment(spec, self.endpoint_url, threads)
+
+    def _pool(self, spec: FunctionSpec, code: bytes) -> FunctionPool:
+        with self.lock:
+            if self.closed:
+                raise WorkerFailed("Lambda.ServiceException", "the emulator is shutting down")
+            pool = self.pools.get(spec)
+            if pool is None:
+                for old_spec in [s for s in self.pools if s.name == spec.name]:  # a new version: retire the old one's workers
+                    threading.Thread(target=self.pools.pop(old_spec).shutdown, daemon=True).start()
+                capacity = self.capacities.get(spec.name, self.capacity)
+                pool = FunctionPool(spec, unpack_code(code, self.root, spec), self.root, self._environment(spec, capacity), capacity)
+                self.pools[spec] = pool
+            return pool
+
+    def invoke(self, spec: FunctionSpec, code: bytes, event: Any) -> InvocationResult:
+        """Run one invocation of ``spec`` (its zip ``code``) on a warm environment."""
+        try:
+            pool = self._pool(spec, code)
+        except WorkerFailed as failure:
+            return InvocationResult(str(uuid.uuid4()), failure.payload, True, failure.logs, 0.0, 0)
+        environment = pool.acquire()
+        try:
+            return environment.invoke(event, enforce_memory=self.enforce_memory)
+        finally:
+            pool.release(environment)
+
+    def worker_pids(self) -> list[int]:
+        with self.lock:
+            return [e.pid for pool in self.pools.values() for e in pool.all if e.alive()]
+
+    def shutdown(self) -> None:
+        with self.lock:
+            self.closed = True
+            pools, self.pools = list(self.pools.values()), {}
+        stoppers = [threading.Thread(target=pool.shutdown) for pool in pools]  # each waits up to 5 s: in parallel
+        for stopper in stoppers:
+            stopper.start()
+        for stopper in stoppers:
+            stopper.join()
+        shutil.rmtree(self.root, ignore_errors=True)
