@@ -7,7 +7,8 @@ weights, prepared once (``inference.precision.prepare``), outside any timed loop
 - attention through ``F.scaled_dot_product_attention`` on the packed qkv projection;
 - on the CPU, every linear layer as a oneDNN matmul over weights re-packed once
   (a ~60 MB copy for ``astromae``), with the GELU / ReLU and the residual adds
-  fused into it (``onednn_available`` checks the ops exist and agree with F.linear);
+  fused into it (``onednn_available`` checks the ops exist and agree with F.linear),
+  and each LayerNorm's scale and shift folded into the linear layer it feeds;
 - BatchNorm folded into the preceding convolution (eval-mode statistics), and each
   Inception block's three 1x1 convolutions that read the same input run as one;
 - the 1x1 stem convolution after its 2x2 average pooling (both linear: they commute;
@@ -35,7 +36,7 @@ from inference.model import InceptionBlock, ModelConfig, ViTAstro, check_inputs
 
 log = logging.getLogger(__name__)
 
-MICRO_BATCH = 64  # samples per forward step inside a batch (see --ablation)
+MICRO_BATCH = 128  # samples per forward step inside a batch (best of 32..256 at 1 and 2 threads: see --ablation)
 _ONEDNN: bool | None = None
 
 
@@ -86,24 +87,40 @@ class Dense(nn.Module):
         return out if residual is None else out + residual
 
 
+def _linear(weight: torch.Tensor, bias: torch.Tensor) -> nn.Linear:
+    layer = nn.Linear(weight.shape[1], weight.shape[0], device=weight.device)
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+        layer.bias.copy_(bias)
+    return layer.requires_grad_(False)
+
+
+def norm_into_linear(norm: nn.LayerNorm, linear: nn.Linear) -> nn.Linear:
+    """``linear(norm(x))`` as ``linear'(layer_norm(x))`` without the norm's affine: W diag(gamma), b + W beta."""
+    w, b = linear.weight.detach().double(), linear.bias.detach().double()
+    gamma, beta = norm.weight.detach().double(), norm.bias.detach().double()
+    return _linear((w * gamma).to(linear.weight.dtype), (b + w @ beta).to(linear.weight.dtype))
+
+
 class FastBlock(nn.Module):
-    """A transformer block for inference: fused attention, packed linears, residual adds fused."""
+    """A transformer block for inference: fused attention, packed linears, norm affines and residual adds folded in."""
 
     def __init__(self, block: nn.Module, onednn: bool) -> None:
         super().__init__()
         self.heads = block.attn.num_heads
-        self.norm1, self.norm2 = block.norm1, block.norm2
-        self.qkv = Dense(block.attn.qkv, onednn=onednn)
+        self.width, self.eps1, self.eps2 = block.norm1.normalized_shape, block.norm1.eps, block.norm2.eps
+        self.qkv = Dense(norm_into_linear(block.norm1, block.attn.qkv), onednn=onednn)
         self.proj = Dense(block.attn.proj, onednn=onednn)
-        self.fc1 = Dense(block.mlp.fc1, "gelu", onednn)
+        self.fc1 = Dense(norm_into_linear(block.norm2, block.mlp.fc1), "gelu", onednn)
         self.fc2 = Dense(block.mlp.fc2, onednn=onednn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape  # (B, 17, 192)
-        q, k, v = self.qkv(self.norm1(x)).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, H, T, 64)
+        y = F.layer_norm(x, self.width, eps=self.eps1)  # norm1's gamma and beta live in qkv
+        q, k, v = self.qkv(y).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, H, T, 64)
         a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, t, d)
         x = self.proj(a, residual=x)  # x + proj(a)
-        return self.fc2(self.fc1(self.norm2(x)), residual=x)  # x + fc2(gelu(fc1(norm2(x))))
+        return self.fc2(self.fc1(F.layer_norm(x, self.width, eps=self.eps2)), residual=x)  # x + fc2(gelu(fc1(norm2(x))))
 
 
 def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,14 +160,6 @@ class FastInception(nn.Module):
             out.append(F.relu(self.conv5(parts[2])))
         out.append(F.relu(self.pool_conv(F.max_pool2d(x, 3, stride=1, padding=1))))
         return torch.cat(out, dim=1)
-
-
-def _linear(weight: torch.Tensor, bias: torch.Tensor) -> nn.Linear:
-    layer = nn.Linear(weight.shape[1], weight.shape[0], device=weight.device)
-    with torch.no_grad():
-        layer.weight.copy_(weight)
-        layer.bias.copy_(bias)
-    return layer.requires_grad_(False)
 
 
 def compose(first: nn.Linear, second: nn.Linear) -> nn.Linear:
@@ -198,8 +207,9 @@ class InferenceModel(nn.Module):
         self.cnn = nn.Sequential(*(FastInception(m) if fuse_cnn and isinstance(m, InceptionBlock) else m for m in stages[2:flatten]))
         mags = [m for m in mix.magnitude_block if isinstance(m, nn.Linear)]
         self.fold_linear = fold_linear
-        if fold_linear:  # (B,192) -> head.vit_block[0] -> ReLU -> (B,1096); the branches' last layers live in concat
-            self.vit = nn.Sequential(Dense(compose(model.head, model.vit_block[0]), "relu", self.onednn))
+        if fold_linear:  # (B,192) -> fc_norm.head.vit_block[0] -> ReLU -> (B,1096); the branches' last layers live in concat
+            self.fc_norm = nn.LayerNorm(model.fc_norm.normalized_shape, eps=model.fc_norm.eps, elementwise_affine=False)
+            self.vit = nn.Sequential(Dense(norm_into_linear(model.fc_norm, compose(model.head, model.vit_block[0])), "relu", self.onednn))
             self.cnn_head = nn.Sequential(Dense(stages[flatten + 1], "relu", self.onednn))
             self.magnitude = nn.Sequential(*(Dense(m, "relu", self.onednn) for m in mags[:-1]))
             concat = fold_into_concat(model.concat_block[0], [model.vit_block[2], stages[flatten + 3], mags[-1]])
