@@ -106,7 +106,7 @@ def build_and_push(target: TargetSettings, stack: Stack, log: Callable[[str], No
 
 def vendor_dependencies(log: Callable[[str], None] = logger.info) -> Path:
     """pydantic and friends as Lambda (manylinux x86_64, CPython 3.11) wheels, installed once into a cache."""
-    from emulator.server import home
+    from emulator.state import home
 
     folder = home() / f"vendor-py{LAMBDA_PYTHON.replace('.', '')}-{hashlib.sha256(' '.join(VENDORED).encode()).hexdigest()[:8]}"
     if (folder / ".complete").is_file():

@@ -42,6 +42,13 @@ def run_progress(enabled: bool) -> Iterator[Any]:
         yield RunProgress(stage=stage, ranks=ranks)
 
 
+@contextmanager
+def status_line() -> Iterator[Any]:
+    """A spinner with the latest step of a long operation (on stderr); yields the function that sets the step."""
+    with err.status("starting") as status:
+        yield lambda message: status.update(message)
+
+
 def _fmt(value: Any, digits: int = 2) -> str:
     if value is None:
         return "-"

@@ -75,9 +75,28 @@ def run_checks(endpoint: str | None = None) -> list[Check]:
             "runtime image", targets.RUNTIME_IMAGE, docker, in_registry=True,
             pull_fix="docker compose up -d --wait (builds inference/Dockerfile and pushes it to the registry on 127.0.0.1:5000)",
         ),
+        localstack_python_check(),
         localstack_check(targets.localstack(endpoint=endpoint).endpoint_url or ""),
         aws_check(),
     ]
+
+
+def localstack_python_check() -> Check:
+    """A Python >= 3.13 for host-mode LocalStack, and whether its venv is installed yet."""
+    from emulator import localstack_host as host
+
+    name = "host-mode LocalStack"
+    try:
+        python = host.find_python()
+    except host.LocalStackUnavailable as exc:
+        return Check(name, MISSING, str(exc).split(": install")[0], "install Python 3.13 (e.g. pyenv install 3.13), then: cosmicai localstack up --detach")
+    venv = host.venv_dir(python)
+    installed = (venv / ".cosmicai-installed").is_file()
+    state = host.running()
+    detail = f"Python {python}; LocalStack {host.VERSION} " + (f"installed in {venv}" if installed else "not installed yet (the first 'cosmicai localstack up' installs it from PyPI, about a minute)")
+    if state:
+        detail += f"; running at {state['endpoint']} (pid {state['pid']})"
+    return Check(name, OK, detail, "" if state else "cosmicai localstack up --detach")
 
 
 def python_check() -> Check:
@@ -151,7 +170,8 @@ def localstack_check(endpoint: str) -> Check:
     try:
         health = targets.localstack_health(endpoint)
     except targets.TargetUnavailable as exc:
-        return Check("LocalStack endpoint", MISSING, str(exc).removesuffix(f": {targets.LOCALSTACK_START}"), "docker compose up -d --wait (in the project folder)")
+        return Check("LocalStack endpoint", MISSING, str(exc).removesuffix(f": {targets.LOCALSTACK_START}"),
+                     "cosmicai localstack up --detach (host mode, no Docker), or docker compose up -d --wait (Docker)")
     states = health["services"]
     down = [s for s in targets.LOCALSTACK_SERVICES if states.get(s) not in ("available", "running")]
     about = f"{health.get('edition', '?')} {health.get('version', '?')} at {endpoint}"
@@ -202,7 +222,7 @@ def target_readiness(checks: list[Check]) -> list[tuple[str, bool, str]]:
 
     return [
         ("embedded", ok("torch", "moto (embedded target)"), "torch and moto"),
-        ("localstack", ok("Docker daemon", "LocalStack endpoint"), "Docker and a healthy LocalStack (docker compose up -d --wait)"),
+        ("localstack", ok("LocalStack endpoint"), "a healthy LocalStack: 'cosmicai localstack up --detach' (Python >= 3.13) or 'docker compose up -d --wait' (Docker)"),
         ("aws", ok("AWS credentials"), "AWS credentials that STS confirms"),
     ]
 

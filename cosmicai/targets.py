@@ -9,8 +9,9 @@ target          endpoint                                       packaging
 ==============  =============================================  =====================
 ``embedded``    moto in this process (or ``cosmicai emulator   zip of the handlers,
                 up``: ``AWS_ENDPOINT_URL``/``--endpoint``)       run by our worker pool
-``localstack``  ``AWS_ENDPOINT_URL``, else ``LOCALSTACK_HOST``  zip (runtime mapped to
-                (default ``http://127.0.0.1:4566``)              the inference image)
+``localstack``  ``AWS_ENDPOINT_URL``, else ``LOCALSTACK_HOST``,  zip (host mode: run by
+                else ``cosmicai localstack up``'s, else         our executor; Docker:
+                ``http://127.0.0.1:4566``                       the inference image)
 ``aws``         none (botocore's standard chain)               container image
 ==============  =============================================  =====================
 """
@@ -38,8 +39,8 @@ LOCALSTACK_ZIP_RUNTIME = "python3.12"  # mapped to RUNTIME_IMAGE by LAMBDA_RUNTI
 LOCALSTACK_SERVICES = ("s3", "lambda", "stepfunctions", "iam", "logs", "sts")  # what deploy and execute call
 LOCALSTACK_HEALTH_TIMEOUT_S = 3.0  # connect + read of GET /_localstack/health: fail fast, never hang
 LOCALSTACK_START = (
-    "start it with 'docker compose up -d --wait' in the project folder (needs Docker: 'cosmicai doctor' checks this machine), "
-    "or point --endpoint / AWS_ENDPOINT_URL at a running LocalStack"
+    "start it with 'cosmicai localstack up --detach' (host mode, no Docker) or 'docker compose up -d --wait' in the project "
+    "folder (Docker), or point --endpoint / AWS_ENDPOINT_URL at a running LocalStack"
 )
 
 
@@ -86,7 +87,12 @@ def embedded(endpoint: str | None = None, region: str | None = None) -> TargetSe
 
 def localstack(endpoint: str | None = None, region: str | None = None) -> TargetSettings:
     host = os.environ.get("LOCALSTACK_HOST")
-    url = endpoint or os.environ.get("AWS_ENDPOINT_URL") or (f"http://{host}" if host and "://" not in host else host) or f"http://127.0.0.1:{EMULATOR_PORT}"
+    url = endpoint or os.environ.get("AWS_ENDPOINT_URL") or (f"http://{host}" if host and "://" not in host else host)
+    if url is None:
+        from emulator.localstack_host import running
+
+        state = running()  # a host-mode LocalStack started with `cosmicai localstack up`
+        url = state["endpoint"] if state else f"http://127.0.0.1:{EMULATOR_PORT}"
     # python3.12: the runtime LocalStack maps to the inference image (compose.yaml), whose AL2023 base has the
     # glibc >= 2.28 that torch 2.13's wheels need (the python3.11 base image is Amazon Linux 2, glibc 2.26)
     return TargetSettings("localstack", url, _region(region), DUMMY_CREDENTIALS, "zip", in_process=False, zip_runtime=LOCALSTACK_ZIP_RUNTIME)

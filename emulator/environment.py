@@ -76,6 +76,7 @@ class InvocationResult:
     logs: str  # the function's own output during the invocation
     duration_s: float
     max_memory_bytes: int
+    init_duration_s: float | None = None  # on the first invocation of an environment (a cold start)
 
 
 def log_text(spec: FunctionSpec, result: InvocationResult) -> str:
@@ -88,6 +89,7 @@ def log_text(spec: FunctionSpec, result: InvocationResult) -> str:
         f"REPORT RequestId: {result.request_id}\tDuration: {result.duration_s * 1000:.2f} ms"
         f"\tBilled Duration: {max(1, round(result.duration_s * 1000))} ms"
         f"\tMemory Size: {spec.memory_mb} MB\tMax Memory Used: {result.max_memory_bytes // 2**20} MB"
+        + (f"\tInit Duration: {result.init_duration_s * 1000:.2f} ms" if result.init_duration_s is not None else "")
     )
     return "\n".join(lines)
 
@@ -153,6 +155,7 @@ class Environment:
     log_dir: str = ""
     buffer: bytes = b""
     ready: bool = False
+    init_s: float | None = None  # start to handler imported
     invocations: int = 0
     started: float = field(default_factory=time.perf_counter)
 
@@ -160,6 +163,7 @@ class Environment:
 
     def start(self) -> "Environment":
         """Start the worker process (it imports the handler in the background; ``invoke`` waits for it)."""
+        self.started = time.perf_counter()
         self.log_dir = tempfile.mkdtemp(prefix="worker-", dir=self.root)
         self.process = subprocess.Popen(
             [self.python, "-m", "emulator.worker", self.code_dir, self.spec.handler, self.log_dir],
@@ -181,6 +185,7 @@ class Environment:
             failure.payload.update({k: v for k, v in reply["error"].items() if k not in failure.payload})  # stackTrace
             raise failure
         self.ready = True
+        self.init_s = time.perf_counter() - self.started
 
     def stop(self, grace_s: float = 0.0) -> None:
         """Ask the worker to exit (waiting up to ``grace_s``), then kill it and its children."""
@@ -236,8 +241,9 @@ class Environment:
             deadline = time.time() + self.spec.timeout_s
             self._send({"op": "invoke", "event": event, "request_id": request_id, "deadline": deadline})
             reply = self._receive(deadline, self.spec.memory_mb if enforce_memory else None, self.spec.timeout_s)
+            init = self.init_s if self.invocations == 0 else None
             self.invocations += 1
-            return InvocationResult(request_id, reply["payload"], not reply["ok"], self.read_log(), time.perf_counter() - started, self.rss_bytes())
+            return InvocationResult(request_id, reply["payload"], not reply["ok"], self.read_log(), time.perf_counter() - started, self.rss_bytes(), init)
         except WorkerFailed as failure:
             logs = failure.logs or (self.read_log() + self.read_log("worker.log"))
             payload = dict(failure.payload)

@@ -22,10 +22,7 @@ import psutil
 import requests
 
 from emulator.embedded import EmbeddedEmulator
-
-
-def home() -> Path:
-    return Path(os.environ.get("COSMICAI_HOME") or Path.home() / ".cache" / "cosmicai")
+from emulator.state import home
 
 
 def state_file() -> Path:

@@ -13,6 +13,7 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "destroy": ("cosmicai.commands.destroy", "delete every resource a deploy created (tagged with the stack)"),
     "logs": ("cosmicai.commands.logs", "print a function's CloudWatch log lines"),
     "emulator": ("cosmicai.commands.emulator", "serve the embedded emulator on 127.0.0.1"),
+    "localstack": ("cosmicai.commands.localstack", "run real LocalStack 4.14.0 on 127.0.0.1 without Docker (host mode)"),
     "doctor": ("cosmicai.doctor", "say what this machine can run (Docker, LocalStack, AWS credentials, torch)"),
     "bench": ("cosmicai.study.bench", "sweep data sizes, batch sizes and world sizes through the pipeline; write results.csv, report.md and plots"),
     "report": ("cosmicai.study.report", "draw one run's per-rank timeline, throughput and memory beside its summary"),

@@ -17,8 +17,6 @@ from cosmicai.deploy import Stack, deploy
 from cosmicai.runs import RunRequest, execute_run
 from inference.data import generate, split
 
-pytestmark = pytest.mark.embedded_only  # injects faults through the embedded worker pool's limits
-
 FAULTS = {"1": "oom", "2": "timeout", "3": "crash", "4": "error", "5": "missing"}
 
 

@@ -88,7 +88,7 @@ def test_corrupt_partition_fails_only_its_rank(target, tiny_stack, deployment, t
         assert record["status"] == "succeeded" and record["num_samples"] == 24
 
 
-@pytest.mark.embedded_only
+@pytest.mark.embedded_only("counts the embedded pool's worker processes")
 def test_a_warm_worker_serves_the_next_invoke_without_reloading_the_model(target, emulator, tiny_stack, deployment, tiny_partitions, tmp_path):
     run_tiny(target, tiny_stack, deployment, tmp_path / "first", data=tiny_partitions, world_size=2)
     pids_before = set(emulator.worker_pids())
@@ -107,7 +107,7 @@ def test_summarize_log_line_is_readable_through_cloudwatch_logs(target, tiny_sta
     assert any(line.startswith("REPORT RequestId:") for line in lines)
 
 
-@pytest.mark.embedded_only
+@pytest.mark.embedded_only("runs `cosmicai run` on an in-process emulator and kills it")
 def test_no_worker_process_outlives_the_emulator(tmp_path):
     marker = f"cosmicai-orphan-check-{os.getpid()}-{time.time_ns()}"
     env = dict(os.environ, COSMICAI_ORPHAN_MARK=marker, COSMICAI_HOME=str(tmp_path / "home"))
