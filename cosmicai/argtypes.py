@@ -11,12 +11,34 @@ from typing import Any
 from cosmicai.errors import EXIT_BAD_INPUT, BadInput
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default (when it has one worth saying)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "default" not in text and default not in (None, False, argparse.SUPPRESS) and action.option_strings and not isinstance(default, list):
+            text += " (default: %(default)s)"
+        return text
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse, but usage errors are one line and exit 2 like every other bad input."""
+    """argparse, but usage errors are one line and exit 2 like every other bad input; a missing command shows the help."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        if "required: COMMAND" in message or message.endswith("required: command"):
+            self.print_help(sys.stderr)
         sys.stderr.write(f"cosmicai: error: {message}\n")
         raise SystemExit(EXIT_BAD_INPUT)
+
+
+def add_debug(parser: argparse.ArgumentParser) -> None:
+    """``--debug`` on a subcommand too (``cosmicai run ... --debug``); the top-level one sets the default."""
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks and debug logs")
 
 
 def positive_int(text: str) -> int:

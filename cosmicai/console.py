@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=not sys.stdout.isatty())  # piped or captured: never wrap a path in the middle
+err = Console(stderr=True, soft_wrap=not sys.stderr.isatty())
 
 
 @contextmanager

@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import logging
+import re
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -47,6 +48,8 @@ PLACEHOLDER_OF = {
     "record-failure": "RecordFailureFunctionArn",
     "summarize": "SummarizeFunctionArn",
 }
+STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,39}$")
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")  # S3's bucket naming rules
 MAX_MEMORY_MB = 10_240  # Lambda's limit
 MAX_TIMEOUT_S = 900  # Lambda's limit
 _ZIP_DATE = (2024, 1, 1, 0, 0, 0)  # fixed timestamps: same sources, same zip, same CodeSha256
@@ -71,6 +74,10 @@ class Stack:
     environment: dict[str, str] = field(default_factory=dict)  # extra variables for every function
 
     def __post_init__(self) -> None:
+        if not STACK_NAME.match(self.name):
+            raise ValueError(f"stack name {self.name!r}: 1-40 letters, digits and '-', starting with a letter (it prefixes function, role and state machine names)")
+        if not BUCKET_NAME.match(self.bucket) or ".." in self.bucket or re.fullmatch(r"[\d.]+", self.bucket):
+            raise ValueError(f"bucket name {self.bucket!r}: S3 wants 3-63 lowercase letters, digits, '.' and '-', starting and ending with a letter or digit")
         if not 128 <= self.infer_memory_mb <= MAX_MEMORY_MB:
             raise ValueError(f"memory: {self.infer_memory_mb} MB is outside Lambda's 128..{MAX_MEMORY_MB} MB")
         if not 1 <= self.infer_timeout_s <= MAX_TIMEOUT_S:
@@ -155,7 +162,12 @@ def ensure_role(iam: Any, name: str, trust: dict[str, Any], policy: dict[str, An
         if exc.response["Error"]["Code"] != "NoSuchEntity":
             raise
         tag_list = [{"Key": k, "Value": v} for k, v in tags.items()]
-        arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust), Tags=tag_list)["Role"]["Arn"]
+        try:
+            arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust), Tags=tag_list)["Role"]["Arn"]
+        except ClientError as race:  # another deploy created it first
+            if race.response["Error"]["Code"] != "EntityAlreadyExists":
+                raise
+            arn = iam.get_role(RoleName=name)["Role"]["Arn"]
     policy_name = f"{name}-policy"
     try:
         current = iam.get_role_policy(RoleName=name, PolicyName=policy_name)["PolicyDocument"]
@@ -234,7 +246,13 @@ def ensure_function(lam: Any, spec: FunctionSpec) -> str:
             raise
         code = {"ImageUri": spec.image_uri} if spec.image_uri else {"ZipFile": spec.code}
         package = "Image" if spec.image_uri else "Zip"
-        arn = lam.create_function(FunctionName=spec.name, Code=code, PackageType=package, Tags=spec.tags, **spec.config())["FunctionArn"]
+        try:
+            arn = lam.create_function(FunctionName=spec.name, Code=code, PackageType=package, Tags=spec.tags, **spec.config())["FunctionArn"]
+        except ClientError as exc:  # another deploy created it first: carry on as an update
+            if exc.response["Error"]["Code"] != "ResourceConflictException":
+                raise
+            _wait_function_ready(lam, spec.name)
+            return ensure_function(lam, spec)
         _wait_function_ready(lam, spec.name)
         return arn
     config = current["Configuration"]
@@ -251,7 +269,50 @@ def ensure_function(lam: Any, spec: FunctionSpec) -> str:
     return config["FunctionArn"]
 
 
+_VERSIONED = ("CodeSha256", "MemorySize", "Timeout", "Handler", "Runtime", "Environment", "Role", "EphemeralStorage")
+
+
+def ensure_version(lam: Any, name: str) -> str:
+    """The qualified ARN of a published version equal to $LATEST (published now only if none is).
+
+    The state machine invokes versions, not $LATEST: an execution keeps the code
+    and configuration it started with while another run's deploy changes the
+    function, as a careful AWS user pins versions.
+    """
+    latest = lam.get_function_configuration(FunctionName=name)
+    newest = None
+    for page in lam.get_paginator("list_versions_by_function").paginate(FunctionName=name):
+        for version in page["Versions"]:
+            if version["Version"] != "$LATEST" and (newest is None or int(version["Version"]) > int(newest["Version"])):
+                newest = version
+    if newest is not None and all(newest.get(k) == latest.get(k) for k in _VERSIONED):
+        return newest["FunctionArn"]
+    try:
+        published = lam.publish_version(FunctionName=name, CodeSha256=latest["CodeSha256"])
+    except ClientError as exc:  # another deploy changed $LATEST in between: publish what is there now
+        if exc.response["Error"]["Code"] not in ("PreconditionFailedException", "ResourceConflictException"):
+            raise
+        _wait_function_ready(lam, name)
+        published = lam.publish_version(FunctionName=name)
+    _wait_function_ready(lam, published["FunctionArn"])
+    return published["FunctionArn"]
+
+
 def ensure_state_machine(sfn: Any, name: str, definition: str, role_arn: str, tags: dict[str, str]) -> str:
+    """Create the state machine, or update it where it differs; a racing create by another deploy is an update."""
+    found = _update_state_machine(sfn, name, definition, role_arn)
+    if found:
+        return found
+    tag_list = [{"key": k, "value": v} for k, v in tags.items()]
+    try:
+        return sfn.create_state_machine(name=name, definition=definition, roleArn=role_arn, type="STANDARD", tags=tag_list)["stateMachineArn"]
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "StateMachineAlreadyExists":
+            raise
+        return _update_state_machine(sfn, name, definition, role_arn) or exc.response["Error"].get("Message", "")
+
+
+def _update_state_machine(sfn: Any, name: str, definition: str, role_arn: str) -> str | None:
     for page in sfn.get_paginator("list_state_machines").paginate():
         for machine in page["stateMachines"]:
             if machine["name"] == name:
@@ -260,8 +321,7 @@ def ensure_state_machine(sfn: Any, name: str, definition: str, role_arn: str, ta
                 if json.loads(current["definition"]) != json.loads(definition) or current["roleArn"] != role_arn:
                     sfn.update_state_machine(stateMachineArn=arn, definition=definition, roleArn=role_arn)
                 return arn
-    tag_list = [{"key": k, "value": v} for k, v in tags.items()]
-    return sfn.create_state_machine(name=name, definition=definition, roleArn=role_arn, type="STANDARD", tags=tag_list)["stateMachineArn"]
+    return None
 
 
 def account_id(target: TargetSettings) -> str:
@@ -304,7 +364,8 @@ def deploy(target: TargetSettings, stack: Stack) -> Deployment:
             code=None if from_image else code,
             image_uri=stack.image_uri if from_image else None,
         )
-        arns[key] = ensure_function(lam, spec)
+        ensure_function(lam, spec)
+        arns[key] = ensure_version(lam, name)
     machine_arn = f"arn:aws:states:{target.region}:{account}:stateMachine:{stack.state_machine_name}"
     states_policy = iam_docs.states_policy(bucket=stack.bucket, function_arns=arns.values(), state_machine_arn=machine_arn)
     states_role = ensure_role(iam, f"{stack.name}-states", iam_docs.STATES_TRUST, states_policy, stack.tags)

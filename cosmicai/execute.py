@@ -1,13 +1,16 @@
-"""Start an execution, follow its ranks, wait, and bring its results home.
+"""Start an execution, follow its ranks, stop it, and bring its results and its own logs home.
 
 Artifacts written into the run's local folder: ``summary.json``,
-``combined_data.json``, ``ranks/<rank>.json`` and ``logs/<function>.log``.
+``combined_data.json``, ``ranks/<rank>.json``, ``predictions/<rank>.pt`` and
+``logs/<function>.log`` (that run's invocations only: other runs on the same
+emulator write to the same log groups).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +18,11 @@ from typing import Any, Callable
 
 from botocore.exceptions import ClientError
 
+from inference.errors import PayloadError
+
 logger = logging.getLogger(__name__)
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+MAX_INPUT_BYTES = 256 * 1024  # Step Functions: execution input and state data, 256 KiB (UTF-8)
 
 
 @dataclass(frozen=True)
@@ -29,7 +35,22 @@ class ExecutionResult:
 
 
 def start(sfn: Any, state_machine_arn: str, payload: dict[str, Any], name: str) -> str:
-    return sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(payload))["executionArn"]
+    """StartExecution; the input limit and a taken name are refused in one clear line, as Step Functions refuses them."""
+    body = json.dumps(payload)
+    if len(body.encode()) > MAX_INPUT_BYTES:
+        raise PayloadError(f"States.DataLimitExceeded: the execution input is {len(body.encode()):,} bytes, above Step Functions' 256 KiB limit")
+    try:
+        return sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=body)["executionArn"]
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ExecutionAlreadyExists":
+            raise PayloadError(f"an execution named {name!r} already exists on this target: choose another --run-id") from None
+        raise
+
+
+def stop(sfn: Any, execution_arn: str, cause: str) -> None:
+    """StopExecution, if it still runs."""
+    if sfn.describe_execution(executionArn=execution_arn)["status"] == "RUNNING":
+        sfn.stop_execution(executionArn=execution_arn, error="cosmicai.Interrupted", cause=cause)
 
 
 def list_keys(s3: Any, bucket: str, prefix: str) -> list[str]:
@@ -37,12 +58,13 @@ def list_keys(s3: Any, bucket: str, prefix: str) -> list[str]:
     return [obj["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix) for obj in page.get("Contents", [])]
 
 
-def count_records(s3: Any, bucket: str, result_prefix: str, since: float | None = None) -> int:
-    """Ranks that have written a record so far (paginated); only those written after ``since``."""
+def count_records(s3: Any, bucket: str, result_prefix: str, since: float | None = None, ranks: list[int] | None = None) -> int:
+    """Ranks (of ``ranks``, when given) that have written a record since ``since`` (paginated)."""
+    wanted = {f"{result_prefix}/ranks/{rank}.json" for rank in ranks} if ranks is not None else None
     total = 0
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{result_prefix}/ranks/"):
         for obj in page.get("Contents", []):
-            if obj["Key"].endswith(".json") and (since is None or obj["LastModified"].timestamp() >= since):
+            if obj["Key"].endswith(".json") and (since is None or obj["LastModified"].timestamp() >= since) and (wanted is None or obj["Key"] in wanted):
                 total += 1
     return total
 
@@ -54,23 +76,25 @@ def wait(
     *,
     bucket: str,
     result_prefix: str,
+    ranks: list[int] | None = None,
     on_progress: Callable[[int], None] | None = None,
-    poll_s: float = 0.5,
     timeout_s: float | None = None,
     since: float | None = None,
 ) -> ExecutionResult:
-    """Poll until the execution ends, reporting ranks done through on_progress."""
+    """Poll until the execution ends (short polls at first, then at most every 0.5 s), reporting ranks done."""
     started = time.perf_counter()
+    poll = 0.05
+    last_progress = 0.0
     while True:
         described = sfn.describe_execution(executionArn=execution_arn)
-        if on_progress:
+        done = described["status"] in TERMINAL
+        if on_progress and (done or time.perf_counter() - last_progress > 0.5):
+            last_progress = time.perf_counter()
             try:
-                on_progress(count_records(s3, bucket, result_prefix, since))
+                on_progress(count_records(s3, bucket, result_prefix, since, ranks))
             except ClientError as exc:
                 logger.debug("progress listing failed: %s", exc)
-        if described["status"] in TERMINAL:
-            if on_progress:
-                on_progress(count_records(s3, bucket, result_prefix, since))
+        if done:
             return ExecutionResult(
                 execution_arn=execution_arn,
                 status=described["status"],
@@ -81,7 +105,8 @@ def wait(
         if timeout_s is not None and time.perf_counter() - started > timeout_s:
             sfn.stop_execution(executionArn=execution_arn, error="cosmicai.Timeout", cause=f"no result after {timeout_s:.0f} s")
             raise TimeoutError(f"execution {execution_arn} did not finish within {timeout_s:.0f} s")
-        time.sleep(poll_s)
+        time.sleep(poll)
+        poll = min(0.5, poll * 1.5)
 
 
 def fetch_results(s3: Any, bucket: str, result_prefix: str, out_dir: Path) -> dict[str, Any] | None:
@@ -108,13 +133,34 @@ def fetch_results(s3: Any, bucket: str, result_prefix: str, out_dir: Path) -> di
     return summary
 
 
-def fetch_logs(logs: Any, function_names: list[str], out_dir: Path, since: float | None = None) -> None:
-    """Write each function's CloudWatch log lines (from ``since``, epoch seconds) to out_dir/logs/<function>.log."""
+def run_marker(run_id: str) -> re.Pattern[str]:
+    """What the handlers log at the start of every invocation of a run (``run=<id>`` / ``execution=<id>[-resume-N]``)."""
+    return re.compile(rf"\b(?:run|execution)={re.escape(run_id)}(?:-resume-\d+)?(?:\s|$)")
+
+
+def invocations_of(events: list[dict[str, Any]], run_id: str) -> list[str]:
+    """The log lines of ``run_id``'s invocations: whole START..REPORT blocks (per log stream) that name the run."""
+    marker = run_marker(run_id)
+    streams: dict[str, list[list[str]]] = {}
+    for event in events:
+        blocks = streams.setdefault(event.get("logStreamName", ""), [[]])
+        if event["message"].startswith("START RequestId:"):
+            blocks.append([])
+        blocks[-1].append(event["message"])
+    kept = [block for blocks in streams.values() for block in blocks if any(marker.search(line) for line in block)]
+    return [line for block in kept for line in block]
+
+
+def fetch_logs(logs: Any, function_names: list[str], out_dir: Path, since: float | None = None, run_id: str | None = None,
+               append: bool = False) -> None:
+    """Write each function's CloudWatch lines (from ``since``; only ``run_id``'s invocations) to out_dir/logs/<function>.log."""
     folder = out_dir / "logs"
     folder.mkdir(parents=True, exist_ok=True)
     for name in function_names:
-        lines = [event["message"] for event in read_log_events(logs, f"/aws/lambda/{name}", since=since)]
-        (folder / f"{name}.log").write_text("\n".join(lines) + ("\n" if lines else ""))
+        events = read_log_events(logs, f"/aws/lambda/{name}", since=since)
+        lines = invocations_of(events, run_id) if run_id else [event["message"] for event in events]
+        with open(folder / f"{name}.log", "a" if append else "w") as handle:
+            handle.write("\n".join(lines) + ("\n" if lines else ""))
 
 
 def read_log_events(logs: Any, group: str, pattern: str | None = None, since: float | None = None) -> list[dict[str, Any]]:

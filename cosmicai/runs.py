@@ -23,7 +23,9 @@ from typing import Any, Callable, Iterator
 
 from cosmicai import deploy as deploy_mod
 from cosmicai import execute
+from cosmicai import runfolder
 from emulator.embedded import EmbeddedEmulator
+from inference.records import utc_now
 from cosmicai.targets import TargetSettings
 from inference.data import generate, list_partitions, load_partition, parse_size, split
 from inference.errors import PayloadError
@@ -211,38 +213,62 @@ def launch(
     execution_name: str,
     out_dir: Path,
     progress: Progress,
-    expected_ranks: int,
+    ranks: list[int] | None,
     timeout_s: float | None = None,
+    append_logs: bool = False,
 ) -> RunOutcome:
-    """Start one execution, follow it, and fetch its results into out_dir."""
+    """Start one execution, record it in the run folder, follow it, and fetch its results into out_dir.
+
+    Ctrl-C (or SIGTERM) stops the execution it started (StopExecution), fetches
+    what completed, and marks the folder ``interrupted``, so ``--resume`` can finish it.
+    """
     parsed = parse_payload(payload)
     result_prefix = parsed.results_prefix(run_id)
     s3, sfn = target.client("s3"), target.client("stepfunctions")
     progress.stage("running")
-    arn = execute.start(sfn, deployment.state_machine_arn, payload, name=execution_name)
-    progress.started(arn)
     since = time.time() - 1
-    result = execute.wait(
-        sfn,
-        s3,
-        arn,
-        bucket=parsed.bucket,
-        result_prefix=result_prefix,
-        on_progress=lambda done: progress.ranks(done, expected_ranks),
-        timeout_s=timeout_s,
-        since=since,
-    )
+    arn = execute.start(sfn, deployment.state_machine_arn, payload, name=execution_name)
+    runfolder.update(out_dir, status="running")
+    runfolder.record_execution(out_dir, execution_name, arn, status="RUNNING", started_at=utc_now())
+    progress.started(arn)
+    expected = len(ranks) if ranks is not None else (parsed.world_size or 0)
+    try:
+        result = execute.wait(
+            sfn, s3, arn, bucket=parsed.bucket, result_prefix=result_prefix, ranks=ranks,
+            on_progress=lambda done: progress.ranks(done, expected), timeout_s=timeout_s, since=since,
+        )
+    except KeyboardInterrupt:
+        _interrupted(target, stack, arn, execution_name, parsed.bucket, result_prefix, run_id, out_dir, since, append_logs)
+        raise
+    runfolder.record_execution(out_dir, execution_name, arn, status=result.status, wall_time_s=result.wall_time_s)
+    if result.error == "PayloadError":  # Initialize refused the payload: nothing of this run exists
+        raise PayloadError(_cause_message(result.cause))
     progress.stage("fetching results")
     summary = execute.fetch_results(s3, parsed.bucket, result_prefix, out_dir)
-    execute.fetch_logs(target.client("logs"), [stack.function_name(k) for k in deploy_mod.HANDLERS], out_dir, since=since)
-    if summary is None and result.error == "PayloadError":
-        raise PayloadError(_cause_message(result.cause))
+    execute.fetch_logs(target.client("logs"), [stack.function_name(k) for k in deploy_mod.HANDLERS], out_dir, since=since, run_id=run_id, append=append_logs)
+    if summary is not None and summary.get("run_id") != run_id:
+        raise PayloadError(f"the summary at s3://{parsed.bucket}/{result_prefix}/summary.json belongs to run {summary.get('run_id')!r}, not to {run_id!r}")
+    runfolder.update(out_dir, status="finished")
     status = summary["status"] if summary else "FAILED"
     outcome = RunOutcome(run_id=run_id, status=status, summary=summary, out_dir=out_dir, execution=result)
     outcome.exit_code = 0 if (summary and status == "SUCCEEDED" and not summary["ranks_failed"]) else 1
     if summary is None:
         logger.error("run %s ended %s without a summary: %s %s", run_id, result.status, result.error, result.cause)
     return outcome
+
+
+def _interrupted(target: TargetSettings, stack: deploy_mod.Stack, arn: str, name: str, bucket: str, result_prefix: str,
+                 run_id: str, out_dir: Path, since: float, append_logs: bool) -> None:
+    """Stop the execution, bring home what completed, mark the folder interrupted (best effort: never hides the interrupt)."""
+    try:
+        execute.stop(target.client("stepfunctions"), arn, "interrupted by the user (Ctrl-C or SIGTERM)")
+        runfolder.record_execution(out_dir, name, arn, status="ABORTED")
+        execute.fetch_results(target.client("s3"), bucket, result_prefix, out_dir)
+        execute.fetch_logs(target.client("logs"), [stack.function_name(k) for k in deploy_mod.HANDLERS], out_dir, since=since, run_id=run_id, append=append_logs)
+    except Exception as exc:  # the emulator may be going down with us
+        logger.warning("run %s: could not stop or fetch after the interrupt: %s", run_id, exc)
+    finally:
+        runfolder.update(out_dir, status="interrupted")
 
 
 def _cause_message(cause: str | None) -> str:
@@ -261,17 +287,21 @@ def execute_run(
     *,
     deployment: deploy_mod.Deployment | None = None,
 ) -> RunOutcome:
-    """Upload data and model, (re)deploy, run one execution, fetch its results."""
+    """Check the run folder, upload data and model, (re)deploy, run one execution, fetch its results.
+
+    The folder is made only once everything is staged: a failed start leaves none behind.
+    """
     progress = progress or Progress()
-    run_id = request.run_id or (request.payload or {}).get("run_id") or new_run_id()
+    run_id = runfolder.check_run_id(request.run_id or (request.payload or {}).get("run_id") or new_run_id())
     out_dir = out_dir or Path("cosmicai-out") / run_id
+    runfolder.check_new(out_dir, run_id)
     deployment, payload, world_size = stage_inputs(target, stack, request, run_id, progress, deployment)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    run_file = {"run_id": run_id, "target": target.name, "stack": stack.name, "bucket": stack.bucket, "payload": payload, "request": _jsonable(request)}
-    (out_dir / "run.json").write_text(json.dumps(run_file, indent=1))
+    run_file = {"run_id": run_id, "target": target.name, "stack": stack.name, "bucket": stack.bucket, "status": "starting",
+                "world_size": world_size or None, "payload": payload, "request": _jsonable(request), "executions": []}
+    runfolder.write(out_dir, run_file)
     return launch(
         target, stack, deployment, payload, run_id=run_id, execution_name=run_id, out_dir=out_dir,
-        progress=progress, expected_ranks=world_size, timeout_s=request.timeout_s,
+        progress=progress, ranks=None, timeout_s=request.timeout_s,
     )
 
 
@@ -282,37 +312,69 @@ def resume_run(
     progress: Progress | None = None,
     *,
     deployment: deploy_mod.Deployment | None = None,
-) -> RunOutcome:
-    """Re-run only the failed or missing ranks of the run in run_dir; keep the rest; rewrite the summary.
+) -> RunOutcome | None:
+    """Finish the run in run_dir: re-run only its failed or missing ranks, keep the rest, rewrite the summary.
 
+    Works for a finished run with failed ranks and for an interrupted one (its
+    execution is stopped if it still runs, and what it completed is fetched).
     The run folder is the durable record: its succeeded ranks (records and
-    predictions) are put back into the bucket first when the bucket no longer
-    has them (an in-process emulator starts empty), then the data is staged
-    again from the original request (fix a bad partition in place, then resume).
+    predictions) are put back into the bucket when the bucket no longer has them
+    (an in-process emulator starts empty), then the data is staged again from
+    the original request (fix a bad partition in place, then resume). None when
+    every rank already succeeded (nothing to re-run).
     """
     progress = progress or Progress()
-    try:
-        saved = json.loads((run_dir / "run.json").read_text())
-        previous = json.loads((run_dir / "summary.json").read_text())
-    except OSError as exc:
-        raise PayloadError(f"resume: {run_dir} is not a finished run's folder ({exc.strerror}: {exc.filename})") from None
+    saved = runfolder.read(run_dir)
+    if saved is None:
+        raise runfolder.RunFolderError(f"resume: {run_dir} is not a run folder (no {runfolder.RUN_FILE})")
     run_id = saved["run_id"]
-    fields = saved["request"]
-    request = RunRequest(**{**fields, **{key: Path(fields[key]) if fields.get(key) else None for key in ("data", "model_folder")}})
-    deployment, payload, _ = stage_inputs(target, stack, request, run_id, progress, deployment)
     parsed = parse_payload(saved["payload"])
     result_prefix = parsed.results_prefix(run_id)
-    todo = [f["rank"] for f in previous["ranks_failed"]]
+    _stop_leftover(target, saved)
+    summary_path = run_dir / "summary.json"
+    previous_summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    world_size = int(saved.get("world_size") or previous_summary.get("world_size") or parsed.world_size or 0) or None
+    succeeded = _succeeded(run_dir)
+    fields = saved["request"]
+    request = RunRequest(**{**fields, **{key: Path(fields[key]) if fields.get(key) else None for key in ("data", "model_folder")}})
+    deployment, payload, planned = stage_inputs(target, stack, request, run_id, progress, deployment)
+    world_size = world_size or planned
+    todo = [rank for rank in range(1, world_size + 1) if rank not in succeeded]
+    if not todo:
+        return None
     reseeded = reseed_ranks(target.client("s3"), parsed.bucket, result_prefix, run_dir)
-    logger.info("resume %s: %d ranks kept (%d put back), %d to re-run", run_id, previous["ranks_succeeded"], reseeded, len(todo))
-    payload = {**payload, "run_id": run_id, "resume": True, "world_size": previous["world_size"], "result_prefix": result_prefix}
-    attempt = 1 + sum(1 for key in saved.get("resumes", []))
-    saved.setdefault("resumes", []).append({"execution": f"{run_id}-resume-{attempt}", "ranks": todo})
-    (run_dir / "run.json").write_text(json.dumps(saved, indent=1))
+    logger.info("resume %s: %d ranks kept (%d put back), %d to re-run", run_id, len(succeeded), reseeded, len(todo))
+    attempt = 1 + len(saved.get("resumes", []))
+    name = f"{run_id}-resume-{attempt}"
+    payload = {**payload, "run_id": run_id, "resume": True, "world_size": world_size, "result_prefix": result_prefix,
+               "prior_wall_time_s": runfolder.prior_wall_time(saved)}
+    runfolder.update(run_dir, world_size=world_size, resumes=[*saved.get("resumes", []), {"execution": name, "ranks": todo}])
     return launch(
-        target, stack, deployment, payload, run_id=run_id, execution_name=f"{run_id}-resume-{attempt}", out_dir=run_dir,
-        progress=progress, expected_ranks=len(todo), timeout_s=request.timeout_s,
+        target, stack, deployment, payload, run_id=run_id, execution_name=name, out_dir=run_dir,
+        progress=progress, ranks=todo, timeout_s=request.timeout_s, append_logs=True,
     )
+
+
+def _succeeded(run_dir: Path) -> set[int]:
+    """Ranks whose record in the folder says succeeded."""
+    done = set()
+    for path in (run_dir / "ranks").glob("*.json"):
+        try:
+            if json.loads(path.read_text()).get("status") == "succeeded" and path.stem.isdigit():
+                done.add(int(path.stem))
+        except (OSError, ValueError):
+            continue
+    return done
+
+
+def _stop_leftover(target: TargetSettings, saved: dict[str, Any]) -> None:
+    """An interrupted run's execution may still run on a shared emulator: stop it before taking over."""
+    for execution in saved.get("executions", []):
+        if execution.get("status") in ("RUNNING", None) and execution.get("arn"):
+            try:
+                execute.stop(target.client("stepfunctions"), execution["arn"], "superseded by a resume")
+            except Exception as exc:  # an in-process emulator is gone with the command that started it
+                logger.info("resume: execution %s is gone (%s)", execution["arn"], exc)
 
 
 def reseed_ranks(s3: Any, bucket: str, result_prefix: str, run_dir: Path) -> int:

@@ -18,8 +18,10 @@ target          endpoint                                       packaging
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -44,6 +46,10 @@ LOCALSTACK_START = (
 )
 
 
+class TargetUnavailable(RuntimeError):
+    """The target's engine cannot be reached; the message says how to start it."""
+
+
 class UnknownTarget(ValueError):
     """A target name that is not registered."""
 
@@ -61,14 +67,38 @@ class TargetSettings:
     zip_runtime: str | None = None  # Lambda runtime of the zip functions (None: the stack's, python3.11)
 
     def session(self) -> boto3.Session:
-        if self.credentials:
-            key, secret = self.credentials
-            return boto3.Session(aws_access_key_id=key, aws_secret_access_key=secret, region_name=self.region)
-        return boto3.Session(region_name=self.region)
+        return _session(self.credentials, self.region)
 
     def client(self, service: str) -> Any:
-        config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=900)
-        return self.session().client(service, endpoint_url=self.endpoint_url, config=config)
+        """One client per target and service in this process (clients are thread-safe; building one costs ~0.1 s)."""
+        return _client(self, service)
+
+
+_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=None)
+def _session(credentials: tuple[str, str] | None, region: str) -> boto3.Session:
+    if credentials:
+        key, secret = credentials
+        return boto3.Session(aws_access_key_id=key, aws_secret_access_key=secret, region_name=region)
+    return boto3.Session(region_name=region)
+
+
+@functools.lru_cache(maxsize=None)
+def _client_cached(settings: "TargetSettings", service: str) -> Any:
+    # Timeouts in proportion: an emulator on loopback answers in milliseconds, so a silent one is an error
+    # within tens of seconds naming its endpoint; AWS gets botocore's usual patience.
+    if settings.endpoint_url:
+        config = Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=3, read_timeout=30)
+    else:
+        config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=10, read_timeout=120)
+    return settings.session().client(service, endpoint_url=settings.endpoint_url, config=config)
+
+
+def _client(settings: "TargetSettings", service: str) -> Any:
+    with _LOCK:  # a boto3 Session is not thread-safe while it builds clients
+        return _client_cached(settings, service)
 
 
 def _region(region: str | None) -> str:
@@ -76,12 +106,22 @@ def _region(region: str | None) -> str:
 
 
 def embedded(endpoint: str | None = None, region: str | None = None) -> TargetSettings:
+    """The embedded target: the given endpoint, else the emulator ``cosmicai emulator up`` registered, else in-process.
+
+    A registered emulator that does not answer is an error saying so, never a silent in-process fallback.
+    """
     url = endpoint or os.environ.get("COSMICAI_ENDPOINT")
     if url is None:
-        from emulator.server import running
+        from emulator.server import healthy, registered
 
-        state = running()  # an emulator started with `cosmicai emulator up`
-        url = state["endpoint"] if state else None
+        state = registered()  # an emulator started with `cosmicai emulator up`, its process alive
+        if state is not None:
+            if not healthy(state["endpoint"]):
+                raise TargetUnavailable(
+                    f"the emulator registered at {state['endpoint']} (pid {state['pid']}) does not answer: "
+                    "stop it with 'cosmicai emulator down', or pass --endpoint"
+                )
+            url = state["endpoint"]
     return TargetSettings("embedded", url, _region(region), DUMMY_CREDENTIALS, "zip", in_process=url is None)
 
 
@@ -104,13 +144,14 @@ def aws(endpoint: str | None = None, region: str | None = None) -> TargetSetting
     return TargetSettings("aws", None, _region(region), None, "image", in_process=False)
 
 
-class TargetUnavailable(RuntimeError):
-    """The target's engine cannot be reached; the message says how to start it."""
-
-
 def check_ready(settings: TargetSettings) -> None:
     """Fail fast, with the fix, when the target cannot run the pipeline now."""
     if settings.name == "embedded":
+        if settings.endpoint_url and not settings.in_process:
+            from emulator.server import healthy
+
+            if not healthy(settings.endpoint_url, timeout_s=5.0):
+                raise TargetUnavailable(f"no embedded emulator answers at {settings.endpoint_url}: start one with 'cosmicai emulator up --detach', or fix --endpoint")
         return
     if settings.name == "aws":
         _check_aws(settings)

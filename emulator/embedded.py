@@ -94,7 +94,7 @@ class EmbeddedEmulator:
         deadline = time.time() + timeout_s
         while time.time() < deadline:
             try:
-                requests.get(f"{self.endpoint_url}/moto-api/data.json", timeout=1)
+                requests.get(f"{self.endpoint_url}/moto-api/config", timeout=1)
                 return
             except requests.RequestException:
                 time.sleep(0.05)

@@ -5,7 +5,8 @@ the function's handler once and serves invocations. Its interface is the one
 every host needs: ``start()`` it for a :class:`FunctionSpec`, ``invoke(event)``
 it within the function's Timeout, ``stop()`` it. It enforces the function's
 ``Timeout`` (``Sandbox.Timedout``) and ``MemorySize`` (``Runtime.OutOfMemory``,
-on the RSS of the worker and its children), reports a crash
+on the peak RSS of the invocation: the worker's high-water mark, reset before
+each invocation, plus its children), reports a crash
 (``Runtime.ExitError``, with the process's last output) and an import failure
 (``Runtime.ImportModuleError``) in Lambda's error shape, and returns the
 invocation's output; :func:`log_text` wraps it in Lambda's START/END/REPORT lines.
@@ -19,12 +20,14 @@ Artifacts: ``<root>/code/<sha256>/`` (a function's unzipped code) and
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import os
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -41,6 +44,7 @@ logger = logging.getLogger(__name__)
 INIT_TIMEOUT_S = 120.0  # Lambda's init phase limit is separate from the function's Timeout
 _POLL_S = 0.05
 LOG_TAIL_BYTES = 4096  # Lambda returns the last 4 KB of logs in x-amz-log-result
+LOG_CAP_BYTES = 1 << 20  # an invocation's output kept for its logs: the last 1 MiB (the rest is dropped, and said so)
 _HOST_ONLY_VARS = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")
 
 
@@ -51,6 +55,7 @@ class WorkerFailed(Exception):
         super().__init__(message)
         self.payload: dict[str, Any] = {"errorType": error_type, "errorMessage": message}
         self.logs = logs
+        self.peak_bytes = 0  # the environment's peak RSS when it failed, for the REPORT line
 
 
 @dataclass(frozen=True)
@@ -172,6 +177,7 @@ class Environment:
             stderr=subprocess.DEVNULL,
             env=dict(self.env, TMPDIR=self.log_dir),
             cwd=self.code_dir,
+            start_new_session=True,  # its own process group: whatever the handler starts is killed with it
         )
         return self
 
@@ -210,20 +216,25 @@ class Environment:
         return self.process is not None and self.process.poll() is None
 
     def kill(self) -> None:
+        """Kill the worker's whole process group (the worker and anything its handler started)."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
         try:
-            for child in psutil.Process(self.pid).children(recursive=True):
+            for child in psutil.Process(self.pid).children(recursive=True):  # a child that left the group
                 child.kill()
         except psutil.Error:
             pass
         if self.alive():
-            self.process.kill()  # type: ignore[union-attr]
-        if self.process is not None:
+            self.process.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=10)
-            for stream in (self.process.stdin, self.process.stdout):
-                try:
-                    stream.close()  # type: ignore[union-attr]
-                except OSError:
-                    pass
+        for stream in (self.process.stdin, self.process.stdout):
+            try:
+                stream.close()  # type: ignore[union-attr]
+            except OSError:
+                pass
 
     # -- invocation -----------------------------------------------------------
 
@@ -239,18 +250,20 @@ class Environment:
             self.wait_ready()
             started = time.perf_counter()
             deadline = time.time() + self.spec.timeout_s
+            self._reset_peak()
             self._send({"op": "invoke", "event": event, "request_id": request_id, "deadline": deadline})
             reply = self._receive(deadline, self.spec.memory_mb if enforce_memory else None, self.spec.timeout_s)
             init = self.init_s if self.invocations == 0 else None
             self.invocations += 1
-            return InvocationResult(request_id, reply["payload"], not reply["ok"], self.read_log(), time.perf_counter() - started, self.rss_bytes(), init)
+            return InvocationResult(request_id, reply["payload"], not reply["ok"], self.read_log(), time.perf_counter() - started, self.peak_bytes(), init)
         except WorkerFailed as failure:
             logs = failure.logs or (self.read_log() + self.read_log("worker.log"))
             payload = dict(failure.payload)
             if payload["errorType"] == "Runtime.ExitError":
                 payload["stackTrace"] = logs.splitlines()[-30:]  # faulthandler's dump, or the last output
+            peak = failure.peak_bytes or self.peak_bytes()
             self.kill()
-            return InvocationResult(request_id, payload, True, logs, time.perf_counter() - started, 0)
+            return InvocationResult(request_id, payload, True, logs, time.perf_counter() - started, peak)
         except (OSError, ValueError) as exc:  # a broken pipe or an unreadable reply: the process is gone
             logs = self.read_log() + self.read_log("worker.log")
             self.kill()
@@ -260,47 +273,67 @@ class Environment:
     def healthy(self) -> bool:
         return self.ready and self.alive()
 
-    def rss_bytes(self) -> int:
+    def peak_bytes(self) -> int:
+        """Peak RSS since the last reset: the worker's high-water mark (VmHWM) plus its children's RSS."""
         try:
             proc = psutil.Process(self.pid)
-            return proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
-        except psutil.Error:
+            children = sum(c.memory_info().rss for c in proc.children(recursive=True))
+            with open(f"/proc/{self.pid}/status") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) * 1024 + children
+            return proc.memory_info().rss + children
+        except (psutil.Error, OSError, ValueError):
             return 0
 
+    def _reset_peak(self) -> None:
+        """Reset the worker's high-water mark (Linux ``clear_refs``), so each invocation's peak is its own."""
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{self.pid}/clear_refs", "w") as refs:
+                refs.write("5")
+
     def read_log(self, name: str = "invoke.log") -> str:
+        """The environment's output file; only its last LOG_CAP_BYTES, saying how much was dropped."""
         try:
-            with open(os.path.join(self.log_dir, name), encoding="utf-8", errors="replace") as handle:
-                return handle.read()
+            with open(os.path.join(self.log_dir, name), "rb") as handle:
+                size = handle.seek(0, os.SEEK_END)
+                handle.seek(max(0, size - LOG_CAP_BYTES))
+                text = handle.read().decode("utf-8", errors="replace")
         except OSError:
             return ""
+        if size > LOG_CAP_BYTES:
+            return f"[cosmicai: output truncated: the first {size - LOG_CAP_BYTES:,} of {size:,} bytes were dropped; the last {LOG_CAP_BYTES:,} follow]\n" + text
+        return text
 
     def _send(self, message: dict[str, Any]) -> None:
         self.process.stdin.write((json.dumps(message) + "\n").encode())  # type: ignore[union-attr]
         self.process.stdin.flush()  # type: ignore[union-attr]
 
     def _receive(self, deadline: float, memory_mb: int | None, timeout_s: float) -> dict[str, Any]:
-        """Wait for one message until deadline, enforcing memory; raise WorkerFailed."""
+        """Wait for one message until deadline, watching the peak memory; raise WorkerFailed."""
         fd = self.process.stdout.fileno()  # type: ignore[union-attr]
+        peak = 0
         while b"\n" not in self.buffer:
             now = time.time()
             if now >= deadline:
-                self.kill()
-                raise WorkerFailed("Sandbox.Timedout", f"Task timed out after {timeout_s:.2f} seconds")
+                raise self._fail("Sandbox.Timedout", f"Task timed out after {timeout_s:.2f} seconds", max(peak, self.peak_bytes()))
             readable, _, _ = select.select([fd], [], [], min(_POLL_S, deadline - now))
-            if memory_mb is not None:
-                rss = self.rss_bytes()
-                if rss > memory_mb * 2**20:
-                    self.kill()
-                    raise WorkerFailed(
-                        "Runtime.OutOfMemory",
-                        f"Runtime exited with error: out of memory (RSS {rss / 2**20:.0f} MB > MemorySize {memory_mb} MB)",
-                    )
+            peak = max(peak, self.peak_bytes())
+            if memory_mb is not None and peak > memory_mb * 2**20:
+                raise self._fail("Runtime.OutOfMemory", f"Runtime exited with error: out of memory (peak RSS {peak / 2**20:.0f} MB > MemorySize {memory_mb} MB)", peak)
             if readable:
                 chunk = os.read(fd, 65536)
                 if not chunk:
                     code = self.process.wait(timeout=10)  # type: ignore[union-attr]
                     how = f"signal {-code}" if code < 0 else f"exit status {code}"
-                    raise WorkerFailed("Runtime.ExitError", f"Runtime exited with error: {how}")
+                    raise self._fail("Runtime.ExitError", f"Runtime exited with error: {how}", peak)
                 self.buffer += chunk
         line, _, self.buffer = self.buffer.partition(b"\n")
         return json.loads(line)
+
+    def _fail(self, error_type: str, message: str, peak: int) -> WorkerFailed:
+        """Kill the environment and describe why, with the peak memory it reached."""
+        self.kill()
+        failure = WorkerFailed(error_type, message)
+        failure.peak_bytes = peak
+        return failure

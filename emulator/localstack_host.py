@@ -41,7 +41,7 @@ from typing import Any, Callable, Iterator
 
 import psutil
 
-from emulator.state import cache_home, home, pid_alive, read_state, write_state  # noqa: F401 (read_state: for callers)
+from emulator.state import cache_home, home, pid_alive, port_free, read_state, write_state  # noqa: F401 (port_free, read_state: for callers)
 
 VERSION = "4.14.0"
 REQUIREMENT = f"localstack-core[runtime]=={VERSION}"
@@ -232,17 +232,6 @@ def listening_addresses(pid: int) -> set[str]:
             if conn.laddr and (conn.status == psutil.CONN_LISTEN or conn.type == socket.SOCK_DGRAM):
                 addresses.add(conn.laddr.ip)
     return addresses
-
-
-def port_free(port: int) -> bool:
-    """Whether nothing holds 127.0.0.1:<port> (connections lingering in TIME_WAIT do not count)."""
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
 
 
 def start(port: int = 4566, python: str | None = None, progress: Progress = lambda message: None,

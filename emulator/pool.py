@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-import tempfile
 import threading
 import time
 import shutil
@@ -22,6 +21,9 @@ import uuid
 from typing import Any
 
 from emulator.environment import Environment, FunctionSpec, InvocationResult, WorkerFailed, lambda_environment, unpack_code
+from emulator.state import owned_tempdir, sweep_stale_tempdirs
+
+TEMP_PREFIX = "cosmicai-lambda-"  # the pool's folder: cosmicai-lambda-<pid>-<random>
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +39,7 @@ class FunctionPool:
         self.all: list[Environment] = []
         self.lock = threading.Lock()
         self.started_workers = 0
+        self.retiring = False  # a newer version of the function exists: keep no idle environment
 
     def _start(self) -> Environment:
         environment = Environment(self.spec, self.code_dir, self.env, self.root).start()
@@ -48,6 +51,7 @@ class FunctionPool:
     def acquire(self) -> Environment:
         self.slots.acquire()
         with self.lock:
+            self.retiring = False  # invoked again (a run that started before the newer version still uses it)
             while self.idle:
                 environment = self.idle.pop()
                 if environment.alive():
@@ -62,15 +66,27 @@ class FunctionPool:
         """Back to the idle list if it is healthy; else dropped, and a replacement started so the pool stays warm."""
         healthy = environment.healthy()
         with self.lock:
-            if healthy:
+            keep = healthy and not self.retiring
+            if keep:
                 self.idle.append(environment)
             elif environment in self.all:
                 self.all.remove(environment)
-        if not healthy:
-            environment.kill()
+        if not keep:
+            environment.stop(grace_s=1.0 if healthy else 0.0)
             environment.cleanup()
-            self._replace()
+            if not healthy and not self.retiring:
+                self._replace()
         self.slots.release()
+
+    def retire(self) -> None:
+        """A newer version of the function exists: stop the idle environments; busy ones stop when they finish."""
+        with self.lock:
+            self.retiring = True
+            idle, self.idle = self.idle, []
+            self.all = [e for e in self.all if e not in idle]
+        for environment in idle:
+            environment.stop(grace_s=1.0)
+            environment.cleanup()
 
     def _replace(self) -> None:
         try:
@@ -116,7 +132,8 @@ class WorkerPool:
         self.capacities = dict(capacities or {})
         self.torch_threads = torch_threads
         self.enforce_memory = enforce_memory
-        self.root = tempfile.mkdtemp(prefix="cosmicai-lambda-")
+        sweep_stale_tempdirs(TEMP_PREFIX)  # what a killed emulator left behind
+        self.root = owned_tempdir(TEMP_PREFIX)
         self.pools: dict[FunctionSpec, FunctionPool] = {}
         self.lock = threading.Lock()
         self.closed = False
@@ -131,8 +148,8 @@ class WorkerPool:
                 raise WorkerFailed("Lambda.ServiceException", "the emulator is shutting down")
             pool = self.pools.get(spec)
             if pool is None:
-                for old_spec in [s for s in self.pools if s.name == spec.name]:  # a new version: retire the old one's workers
-                    threading.Thread(target=self.pools.pop(old_spec).shutdown, daemon=True).start()
+                for old in [p for s, p in self.pools.items() if s.name == spec.name]:  # a newer version: retire the old one's idle workers
+                    threading.Thread(target=old.retire, daemon=True).start()  # (a run still using it keeps its busy ones)
                 capacity = self.capacities.get(spec.name, self.capacity)
                 pool = FunctionPool(spec, unpack_code(code, self.root, spec), self.root, self._environment(spec, capacity), capacity)
                 self.pools[spec] = pool

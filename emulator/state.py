@@ -57,3 +57,37 @@ def pid_alive(pid: Any) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether nothing holds host:port (connections lingering in TIME_WAIT do not count)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+            return True
+        except OSError:
+            return False
+
+
+def owned_tempdir(prefix: str) -> str:
+    """A temp folder named ``<prefix><pid>-<random>``: :func:`sweep_stale_tempdirs` knows whose it is."""
+    return tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-")
+
+
+def sweep_stale_tempdirs(prefix: str) -> list[str]:
+    """Remove the ``<prefix><pid>-*`` temp folders whose process is gone (killed before it could clean up)."""
+    import re
+    import shutil
+
+    removed = []
+    root = Path(tempfile.gettempdir())
+    pattern = re.compile(rf"^{re.escape(prefix)}(\d+)-")
+    for path in root.glob(f"{prefix}*"):
+        match = pattern.match(path.name)
+        if match and path.is_dir() and not pid_alive(int(match.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(str(path))
+    return removed

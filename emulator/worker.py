@@ -20,6 +20,7 @@ import importlib
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -64,9 +65,12 @@ def _point_output_at(path: str) -> None:
 
 
 def _exit_with_parent(parent: int) -> None:
-    """Lambda environments never outlive the service: exit when the runner is gone."""
+    """Lambda environments never outlive the service: when the host is gone, kill this worker's process group
+    (the worker leads it: whatever the handler started goes too)."""
     while True:
         if os.getppid() != parent:
+            if os.getpgrp() == os.getpid():
+                os.killpg(0, signal.SIGKILL)
             os._exit(0)
         time.sleep(0.5)
 
@@ -94,6 +98,7 @@ def main(argv: list[str]) -> None:
     _point_output_at(worker_log)
     faulthandler.enable(file=sys.stderr, all_threads=True)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="[%(levelname)s]\t%(asctime)s\t%(name)s\t%(message)s", force=True)
+    logging.getLogger("botocore").setLevel(logging.WARNING)  # "Found credentials in environment variables." on every cold start
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
 
     def send(message: dict[str, Any]) -> None:

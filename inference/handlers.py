@@ -9,7 +9,9 @@ Artifacts, all under the run's ``result_prefix`` (default ``results/<run_id>``):
 Only Infer imports torch (lazily, from ``inference.rank``): Initialize,
 RecordFailure and Summarize are small zip functions without it on AWS.
 Handlers raise on failure; the exception's class name becomes the Lambda
-``errorType`` that the state machine's Retry/Catch match on.
+``errorType`` that the state machine's Retry/Catch match on. Each invocation
+logs ``cosmicai run=<run_id>`` (Initialize: ``execution=<name>``) first, so the
+CLI can give each run folder its own invocations' logs (``cosmicai.execute``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from inference import constants, s3io
 from inference.errors import CosmicAIError, PayloadError, RanksFailed
 from inference.payload import RankItem, RunConfig, parse_payload
 from inference.plan import partition_keys, plan_items
-from inference.records import failed_record, utc_now
+from inference.records import failed_record, seconds_since, utc_now
 from inference.summary import build_summary
 
 logger = logging.getLogger(__name__)
@@ -41,10 +43,12 @@ def _records_prefix(result_prefix: str) -> str:
 
 
 def initialize(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    """Validate the payload, list the partitions, write the manifest; return the RunConfig."""
-    payload = parse_payload(event.get("payload", event))
+    """Validate the payload, claim the result prefix, list the partitions, write the manifest; return the RunConfig."""
     name = str(event.get("execution_name") or "")
+    logger.info("cosmicai execution=%s initialize", name)
+    payload = parse_payload(event.get("payload", event))
     run_id = payload.run_id or (name if name not in ("", "None") else time.strftime("run-%Y%m%d-%H%M%S-") + os.urandom(3).hex())
+    logger.info("cosmicai run=%s initialize", run_id)
     result_prefix = payload.results_prefix(run_id)
     prefix = payload.partition_prefix
     try:
@@ -53,9 +57,10 @@ def initialize(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         raise PayloadError(f"bucket: cannot list s3://{payload.source_bucket}/{prefix}: {exc.response['Error']['Code']}") from None
     items = plan_items(payload, keys, run_id, result_prefix)
     done = _succeeded_ranks(payload.bucket, result_prefix)
+    claim(payload.bucket, result_prefix, run_id, name, resume=payload.resume)
     if payload.resume:
         items = [item for item in items if item.rank not in done]
-        manifest_key = f"{result_prefix}/manifest-resume-{event.get('execution_name') or int(time.time())}.json"
+        manifest_key = f"{result_prefix}/manifest-resume-{name or int(time.time())}.json"
     else:
         existing = next(s3io.iter_keys(payload.bucket, _records_prefix(result_prefix)), None)
         if existing:
@@ -79,8 +84,34 @@ def initialize(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         resume=payload.resume,
         data_prefix=prefix,
         model_key=payload.model_object_key(),
+        prior_wall_time_s=payload.prior_wall_time_s,
     )
     return config.model_dump()
+
+
+def claim(bucket: str, result_prefix: str, run_id: str, execution: str, resume: bool = False) -> None:
+    """Claim ``result_prefix`` for ``run_id``, atomically: a conditional create of ``claim.json`` (If-None-Match: *).
+
+    Two executions started together with one prefix cannot both have it: the
+    second gets a PayloadError naming the run that holds it. A resume (or a
+    retried Initialize of the same run) finds its own claim and goes on.
+    """
+    key = f"{result_prefix}/claim.json"
+    body = {"run_id": run_id, "execution": execution, "claimed_at": utc_now()}
+    try:
+        s3io.put_json(bucket, key, body, if_none_match=True)
+        return
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] not in ("PreconditionFailed", "ConditionalRequestConflict"):
+            raise
+    try:
+        holder = s3io.get_json(bucket, key).get("run_id")
+    except (ClientError, ValueError, AttributeError):
+        holder = None
+    if holder != run_id:
+        raise PayloadError(
+            f"result_prefix: s3://{bucket}/{result_prefix} is claimed by run {holder!r}; resume that run or choose another result_prefix"
+        )
 
 
 def _succeeded_ranks(bucket: str, result_prefix: str) -> set[int]:
@@ -96,6 +127,7 @@ def infer(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
 
     started = time.perf_counter()
     item = RankItem.model_validate(event)
+    logger.info("cosmicai run=%s rank=%d", item.run_id, item.rank)
     record, tensors = run_rank(item)
     buffer = tensor_bytes(tensors)
     with s3io.phase("result"):
@@ -128,8 +160,15 @@ def describe_failure(failure: dict[str, Any]) -> tuple[str, str]:
 
 
 def record_failure(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    """Write a failed rank's record (the Map's Catch calls this), so no failure is silent."""
+    """Write a failed rank's record (the Map's Catch calls this), so no failure is silent.
+
+    ``event`` is ``{"item": <the rank's item with "failure">, "item_started": <its child execution's start>}``
+    (or the item itself); the time from the item's start to now is the rank's measured duration, for the cost.
+    """
+    started = event.get("item_started")
+    event = event.get("item", event)
     item = RankItem.model_validate(event)
+    logger.info("cosmicai run=%s rank=%d record-failure", item.run_id, item.rank)
     error_type, message = describe_failure(event.get("failure") or {})
     record = failed_record(
         item.rank,
@@ -141,6 +180,7 @@ def record_failure(event: dict[str, Any], context: Any = None) -> dict[str, Any]
         data_path=",".join(item.partitions),
         batch_size=item.batch_size,
         device=item.device,
+        lambda_duration_s=seconds_since(started),
     )
     s3io.put_json(item.bucket, f"{_records_prefix(item.result_prefix)}{item.rank}.json", record)
     logger.warning("rank %d/%d failed: %s: %s", item.rank, item.world_size, error_type, message)
@@ -162,6 +202,7 @@ def _read_records(bucket: str, result_prefix: str) -> dict[int, dict[str, Any]]:
 def summarize(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """Aggregate the records, write combined_data.json and summary.json; raise if too many failed."""
     config = RunConfig.model_validate(event)
+    logger.info("cosmicai run=%s summarize", config.run_id)
     records = _read_records(config.bucket, config.result_prefix)
     summary = build_summary(
         records,
@@ -174,6 +215,7 @@ def summarize(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         memory_mb=int(os.environ.get(constants.INFER_MEMORY_MB, "10240")),
         timeout_s=float(os.environ.get(constants.INFER_TIMEOUT_S, "900")),
         result_prefix=config.result_prefix,
+        prior_wall_time_s=config.prior_wall_time_s,
     )
     combined = [records[rank] for rank in sorted(records)]
     s3io.put_json(config.bucket, f"{config.result_prefix}/combined_data.json", combined)

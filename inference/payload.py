@@ -21,6 +21,7 @@ metrics                                                         wall-clock (defa
 tolerated_failure_percentage                                    failed ranks tolerated before the run fails (0)
 run_id                                                          run name (default: the execution name)
 resume                                                          re-run only the failed or missing ranks of run_id
+prior_wall_time_s                                               (a resume) the wall time of the run's earlier executions
 =============================  ===============================  =========================================
 
 Reference keys that carry nothing this pipeline needs (``script``,
@@ -31,6 +32,7 @@ a typo of a known one is rejected with a suggestion.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from typing import Any, Literal
 
@@ -62,6 +64,29 @@ def clean_prefix(value: str, field: str, *, bucket: str | None = None) -> str:
     return "/".join(parts)
 
 
+_STRICT_NUMBERS = ("world_size", "batch_size", "max_concurrency", "tolerated_failure_percentage")
+
+
+def _names(model: type[BaseModel], field: str) -> list[str]:
+    """A field's name and its aliases."""
+    alias = model.model_fields[field].validation_alias
+    return [field, *(str(c) for c in alias.choices)] if isinstance(alias, AliasChoices) else [field]
+
+
+def near_miss(key: str, known: set[str]) -> str | None:
+    """The known key ``key`` was probably meant to be: a close spelling, or one that starts the same
+    (``model`` for ``model_key``, ``tolerated_failures`` for ``tolerated_failure_percentage``)."""
+    lowered = key.lower()
+    close = difflib.get_close_matches(lowered, sorted(known), n=1, cutoff=0.75)
+    if close:
+        return close[0]
+    for name in sorted(known, key=len):
+        shared = len(os.path.commonprefix([lowered, name.lower()]))
+        if shared >= min(len(lowered), len(name)) or shared >= 8:
+            return name
+    return None
+
+
 class Payload(BaseModel):
     """The execution input (see the module docstring for keys and aliases)."""
 
@@ -80,6 +105,7 @@ class Payload(BaseModel):
     tolerated_failure_percentage: float = Field(default=0.0, ge=0.0, le=100.0)
     run_id: str | None = None
     resume: bool = False
+    prior_wall_time_s: float = Field(default=0.0, ge=0.0)  # a resume: the wall time of the run's earlier executions
 
     @model_validator(mode="before")
     @classmethod
@@ -102,9 +128,13 @@ class Payload(BaseModel):
         for key in data:
             if key in known or key in IGNORED_REFERENCE_KEYS:
                 continue
-            close = difflib.get_close_matches(key.lower(), sorted(known), n=1, cutoff=0.75)
+            close = near_miss(str(key), known)
             if close:
-                raise ValueError(f"unknown key {key!r}: did you mean {close[0]!r}?")
+                raise ValueError(f"unknown key {key!r}: did you mean {close!r}?")
+        for name in _STRICT_NUMBERS:  # JSON true/false are not numbers, though Python's bool is an int
+            for key in _names(cls, name):
+                if isinstance(data.get(key), bool):
+                    raise ValueError(f"{key}: expected a number, got {str(data[key]).lower()}")
         return data
 
     @field_validator("world_size")
@@ -204,6 +234,7 @@ class RunConfig(BaseModel):
     resume: bool = False
     data_prefix: str = ""
     model_key: str = ""
+    prior_wall_time_s: float = 0.0
 
 
 def parse_payload(data: Any) -> Payload:

@@ -111,7 +111,11 @@ def run_rank(item: RankItem) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         result_path=predictions_key,
         load_time_s=load_time_s,
     )
+    nonfinite = int((~torch.isfinite(predictions)).sum())
+    if nonfinite:
+        logger.warning("rank %d: %d predictions are NaN or infinite", item.rank, nonfinite)
     record.update(
+        nonfinite_predictions=nonfinite,
         run_id=item.run_id,
         partitions=item.partitions,
         model_key=item.model_key,

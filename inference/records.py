@@ -57,6 +57,18 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+def seconds_since(start: Any) -> float | None:
+    """Seconds from an ISO-8601 time (Step Functions' or ours; naive means UTC) to now; None if it does not parse."""
+    if not isinstance(start, str) or not start:
+        return None
+    try:
+        then = datetime.fromisoformat(start.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    then = then if then.tzinfo else then.replace(tzinfo=timezone.utc)
+    return max((datetime.now(timezone.utc) - then).total_seconds(), 0.0)
+
+
 def failed_record(rank: int, world_size: int, error_type: str, message: str, **extra: Any) -> dict[str, Any]:
     """A record for a rank that did not finish: every key present, figures null."""
     record: dict[str, Any] = {key: None for key in REFERENCE_KEYS + EXTRA_KEYS + S3_KEYS}

@@ -113,18 +113,21 @@ def get_json(bucket: str, key: str) -> Any:
     return json.loads(get_bytes(bucket, key))
 
 
-def put_bytes(bucket: str, key: str, body: bytes, content_type: str = "application/octet-stream") -> None:
+def put_bytes(bucket: str, key: str, body: bytes, content_type: str = "application/octet-stream", if_none_match: bool = False) -> None:
     """One PutObject: S3 makes the object visible whole or not at all (atomic).
 
     Tagged with the deployment's stack (``COSMICAI_STACK``) so that destroy
-    can tell the objects the pipeline wrote from a user's own.
+    can tell the objects the pipeline wrote from a user's own. ``if_none_match``:
+    create only (S3's conditional write; ClientError PreconditionFailed if the key exists).
     """
-    extra = {"Tagging": f"cosmicai:stack={os.environ[STACK]}"} if os.environ.get(STACK) else {}
+    extra: dict[str, Any] = {"Tagging": f"cosmicai:stack={os.environ[STACK]}"} if os.environ.get(STACK) else {}
+    if if_none_match:
+        extra["IfNoneMatch"] = "*"
     client().put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type, **extra)
 
 
-def put_json(bucket: str, key: str, value: Any) -> None:
-    put_bytes(bucket, key, json.dumps(value, indent=1, default=str).encode(), "application/json")
+def put_json(bucket: str, key: str, value: Any, if_none_match: bool = False) -> None:
+    put_bytes(bucket, key, json.dumps(value, indent=1, default=str).encode(), "application/json", if_none_match)
 
 
 def etag(bucket: str, key: str) -> str:

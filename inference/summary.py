@@ -5,14 +5,16 @@ Summary fields (units as in ``inference.measure``; MB is MiB):
 ``ranks_succeeded`` (count), ``ranks_failed`` (list of {rank, error: {type,
 message}}; a rank with no record is listed with type ``MissingResult``),
 ``samples_total``, ``bytes_total`` (samples x 20,520 B), ``wall_time_s``
-(execution start to summarize), ``throughput_bps`` (bits/s: bytes_total x 8 /
+(execution start to summarize; a resumed run adds its earlier executions'), ``throughput_bps`` (bits/s: bytes_total x 8 /
 wall_time_s, the reference's unit), ``throughput_bytes_per_s``,
 ``throughput_bps_sum`` (sum of the ranks' figures, as the reference reports),
 ``sample_persec`` (samples_total / wall_time_s), ``sample_persec_sum``,
 ``execution_time_mean_s`` and ``execution_time_p95_s`` (seconds/batch over
 ranks), ``peak_rss_mb_max``, ``failed_percentage``,
 ``tolerated_failure_percentage``, ``cost_usd`` (lambda, stepfunctions, s3,
-total; see ``inference.cost``).
+total; see ``inference.cost``), ``nonfinite_predictions`` (NaN or infinite
+outputs over succeeded ranks) and ``ranks_with_nonfinite_predictions`` (those
+ranks: they succeeded, but their outputs need a look).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ def build_summary(
     memory_mb: int,
     timeout_s: float,
     result_prefix: str,
+    prior_wall_time_s: float = 0.0,
 ) -> dict[str, Any]:
     """The run's summary from its records keyed by rank (1..world_size; strays are ignored)."""
     records = {rank: record for rank, record in records.items() if 1 <= rank <= world_size}
@@ -68,6 +71,8 @@ def build_summary(
             failed.append({"rank": rank, "error": record.get("error") or {"type": "Unknown", "message": "failed without an error"}})
     samples = sum(int(rec.get("num_samples") or 0) for rec in succeeded.values())
     wall = _seconds_between(execution_start, finished_at)
+    if wall is not None:
+        wall += prior_wall_time_s  # a resumed run: every execution's wall time
     bytes_total = samples * SAMPLE_BYTES
     exec_times = [rec["execution_time (seconds/batch)"] for rec in succeeded.values() if rec.get("execution_time (seconds/batch)")]
     failed_pct = 100.0 * len(failed) / world_size if world_size else 0.0
@@ -92,6 +97,8 @@ def build_summary(
         "execution_time_mean_s": sum(exec_times) / len(exec_times) if exec_times else None,
         "execution_time_p95_s": _percentile(exec_times, 0.95),
         "peak_rss_mb_max": max((rec.get("peak_rss_mb") or 0.0 for rec in succeeded.values()), default=None),
+        "nonfinite_predictions": sum(int(rec.get("nonfinite_predictions") or 0) for rec in succeeded.values()),
+        "ranks_with_nonfinite_predictions": sorted(r for r, rec in succeeded.items() if rec.get("nonfinite_predictions")),
         "cost_usd": run_cost(
             records.values(),
             memory_mb=memory_mb,

@@ -5,23 +5,25 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cosmicai.argtypes import Parser, positive_int
+from cosmicai.argtypes import Parser, add_debug, positive_int
 from cosmicai.errors import EXIT_OK, BadInput
 
 
 def add_arguments(data: argparse.ArgumentParser) -> None:
-    data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=Parser)
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND", parser_class=Parser)
     make = data_sub.add_parser("make", help="generate a synthetic SDSS-like data file")
-    make.add_argument("--samples", type=positive_int, required=True)
-    make.add_argument("--out", type=Path, required=True)
-    make.add_argument("--seed", type=int, default=0)
+    add_debug(make)
+    make.add_argument("--samples", type=positive_int, required=True, help="galaxies to generate")
+    make.add_argument("--out", type=Path, required=True, help="the data file to write (e.g. all.pt)")
+    make.add_argument("--seed", type=int, default=0, help="seed of the generator: same seed, same bytes")
     make.add_argument("--format", choices=("tensordataset", "dict"), default="tensordataset", help="tensordataset (default: the reference's layout, float64 magnitudes) or dict")
     split = data_sub.add_parser("split", help="split a data file into 1.pt..N.pt")
-    split.add_argument("path", type=Path)
+    add_debug(split)
+    split.add_argument("path", type=Path, help="the data file to split")
     how = split.add_mutually_exclusive_group(required=True)
-    how.add_argument("--partition-size")
-    how.add_argument("--partitions", type=positive_int)
-    split.add_argument("--out", type=Path, required=True)
+    how.add_argument("--partition-size", help="partitions of this size, e.g. 25MB (binary units)")
+    how.add_argument("--partitions", type=positive_int, help="this many partitions of near-equal size")
+    split.add_argument("--out", type=Path, required=True, help="the folder for 1.pt .. N.pt")
     split.add_argument("--format", choices=("tensordataset", "dict"), default="tensordataset", help="tensordataset (default: the reference's layout) or dict")
 
 

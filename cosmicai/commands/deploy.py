@@ -12,15 +12,15 @@ from cosmicai.errors import EXIT_OK, BadInput
 
 
 def add_arguments(deploy: argparse.ArgumentParser) -> None:
-    deploy.add_argument("--target", default=None)
-    deploy.add_argument("--endpoint", default=None)
-    deploy.add_argument("--stack", default="cosmicai")
-    deploy.add_argument("--bucket", default="cosmicai-data")
+    deploy.add_argument("--target", default=None, help="embedded (a running emulator), localstack or aws (default: $COSMICAI_TARGET, else embedded)")
+    deploy.add_argument("--endpoint", default=None, help="the emulator's endpoint (default: the one 'emulator up' or 'localstack up' registered)")
+    deploy.add_argument("--stack", default="cosmicai", help="name prefix of the deployed resources (letters, digits, -)")
+    deploy.add_argument("--bucket", default="cosmicai-data", help="the S3 bucket for data/, scripts/ and results/")
     deploy.add_argument("--model", default="astromae", help="astromae (default), tiny or a checkpoint file (any format --model of run takes)")
     deploy.add_argument("--model-folder", type=Path, help="your own model folder, uploaded under scripts/<folder name>/")
-    deploy.add_argument("--max-concurrency", type=positive_int, default=2)
-    deploy.add_argument("--memory", type=positive_int, default=3008)
-    deploy.add_argument("--timeout", type=positive_int, default=900)
+    deploy.add_argument("--max-concurrency", type=positive_int, default=2, help="the Map's MaxConcurrency")
+    deploy.add_argument("--memory", type=positive_int, default=3008, help="Infer function MemorySize in MB")
+    deploy.add_argument("--timeout", type=positive_int, default=900, help="Infer function Timeout in seconds")
     add_aws_arguments(deploy)
 
 

@@ -8,11 +8,11 @@ from cosmicai.errors import EXIT_OK, BadInput
 
 
 def add_arguments(destroy: argparse.ArgumentParser) -> None:
-    destroy.add_argument("--target", default="aws")
-    destroy.add_argument("--endpoint", default=None)
-    destroy.add_argument("--region", default=None)
-    destroy.add_argument("--stack", default="cosmicai")
-    destroy.add_argument("--bucket", default="cosmicai-data")
+    destroy.add_argument("--target", default="aws", help="aws, or an emulator (embedded, localstack)")
+    destroy.add_argument("--endpoint", default=None, help="an emulator's endpoint")
+    destroy.add_argument("--region", default=None, help="AWS region (default: the standard chain's, else us-east-1)")
+    destroy.add_argument("--stack", default="cosmicai", help="the stack whose resources go")
+    destroy.add_argument("--bucket", default="cosmicai-data", help="the stack's bucket")
     destroy.add_argument("--force", action="store_true", help="also delete objects in the bucket that the stack did not write")
 
 

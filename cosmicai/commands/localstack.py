@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import argparse
 
-from cosmicai.argtypes import Parser, positive_int
+from cosmicai.argtypes import Parser, add_debug, positive_int
 from cosmicai.errors import EXIT_OK, BadInput
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="localstack_command", required=True, parser_class=Parser)
+    sub = parser.add_subparsers(dest="localstack_command", required=True, metavar="COMMAND", parser_class=Parser)
     up = sub.add_parser("up", help="start LocalStack on 127.0.0.1 (installs it once into a cached venv)")
-    up.add_argument("--port", type=positive_int, default=4566, help="port on 127.0.0.1 (default 4566)")
+    add_debug(up)
+    up.add_argument("--port", type=positive_int, default=4566, help="port on 127.0.0.1")
     up.add_argument("--detach", action="store_true", help="start it in the background and return once it is healthy")
     up.add_argument("--python", default=None, help="a Python >= 3.13 for LocalStack (default: $COSMICAI_LOCALSTACK_PYTHON, python3.13/3.14 on PATH, pyenv's)")
     down = sub.add_parser("down", help="stop LocalStack and every worker it started")
-    down.add_argument("--port", type=positive_int, default=4566, help="the port it was started on (default 4566)")
-    sub.add_parser("status", help="say which host-mode LocalStacks run here, and whether they are healthy")
+    add_debug(down)
+    down.add_argument("--port", type=positive_int, default=4566, help="the port it was started on")
+    add_debug(sub.add_parser("status", help="say which host-mode LocalStacks run here, and whether they are healthy"))
 
 
 def main(args: argparse.Namespace) -> int:

@@ -12,15 +12,15 @@ from cosmicai.errors import EXIT_OK, BadInput
 def add_arguments(logs: argparse.ArgumentParser) -> None:
     logs.add_argument("--function", default="summarize", help="initialize, infer, record-failure or summarize")
     logs.add_argument("--run", help="a run id: read <out>/logs of that run when no emulator is up")
-    logs.add_argument("--stack", default="cosmicai")
-    logs.add_argument("--target", default=None)
-    logs.add_argument("--endpoint", default=None)
-    logs.add_argument("--out-root", type=Path, default=Path("cosmicai-out"))
+    logs.add_argument("--stack", default="cosmicai", help="the stack whose functions' logs to read")
+    logs.add_argument("--target", default=None, help="embedded, localstack or aws (default: $COSMICAI_TARGET, else embedded)")
+    logs.add_argument("--endpoint", default=None, help="an emulator's endpoint (default: a registered one)")
+    logs.add_argument("--out-root", type=Path, default=Path("cosmicai-out"), help="where run folders are, for --run without an emulator")
 
 
 def main(args: argparse.Namespace) -> int:
     from cosmicai import console
-    from cosmicai.execute import read_log_events
+    from cosmicai.execute import invocations_of, read_log_events
     from cosmicai.targets import resolve
 
     function = f"{args.stack}-{args.function}"
@@ -34,8 +34,7 @@ def main(args: argparse.Namespace) -> int:
         sys.stdout.write(path.read_text())
         return EXIT_OK
     events = read_log_events(target.client("logs"), f"/aws/lambda/{function}")
-    for event in events:
-        if args.run and args.run not in event["message"] and not event["message"].startswith(("START", "END", "REPORT")):
-            continue
-        console.out.print(event["message"], markup=False, highlight=False)
+    lines = invocations_of(events, args.run) if args.run else [event["message"] for event in events]
+    for line in lines:
+        console.out.print(line, markup=False, highlight=False)
     return EXIT_OK

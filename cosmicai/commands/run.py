@@ -22,22 +22,23 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
     size = run.add_mutually_exclusive_group()
     size.add_argument("--partition-size", help="split into partitions of this size, e.g. 25MB")
     size.add_argument("--world-size", type=positive_int, help="number of ranks (default 4; with a folder, one rank per file)")
-    run.add_argument("--batch-size", type=positive_int, default=512)
+    run.add_argument("--batch-size", type=positive_int, default=512, help="samples per inference batch")
     run.add_argument("--max-concurrency", type=positive_int, default=None, help="Map MaxConcurrency and warm workers (default: cores, at most world size)")
-    run.add_argument("--model", default="astromae", help="astromae (the reference's ViT_Astro; default), tiny, or a checkpoint file (ours, a ViT_Astro state dict, or the reference's pickled DataParallel(ViT_Astro))")
+    run.add_argument("--model", default=None, help="astromae (the reference's ViT_Astro; the default), tiny, or a checkpoint file (ours, a ViT_Astro state dict, or the reference's pickled DataParallel(ViT_Astro))")
     run.add_argument("--model-folder", type=Path, help="your own model folder (model.py with load/predict; see the README)")
     run.add_argument("--memory", type=positive_int, default=3008, help="Infer function MemorySize in MB (enforced on RSS)")
     run.add_argument("--timeout", type=positive_int, default=900, help="Infer function Timeout in seconds")
-    run.add_argument("--tolerated-failure-percentage", type=float, default=0.0)
-    run.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    run.add_argument("--tolerated-failure-percentage", type=float, default=0.0, help="failed ranks tolerated before the run fails, in percent")
+    run.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where each rank runs the model")
     run.add_argument("--metrics", choices=("wall-clock", "reference"), default="wall-clock", help="the records' definitions: wall-clock (default) or the reference's (profiler CPU time, decimal-MB allocation sums)")
     run.add_argument("--payload", type=Path, help="a raw Step Functions input (JSON file; reference keys accepted)")
     run.add_argument("--run-id", help="name of the run (default: run-<time>-<random>)")
     run.add_argument("--resume", metavar="RUN_ID", help="re-run only the failed or missing ranks of that run (its folder: --out or cosmicai-out/RUN_ID)")
     run.add_argument("--out", type=Path, help="where the results go (default cosmicai-out/<run-id>)")
-    run.add_argument("--stack", default="cosmicai", help="name prefix of the deployed resources")
-    run.add_argument("--bucket", default="cosmicai-data")
+    run.add_argument("--stack", default="cosmicai", help="name prefix of the deployed resources (letters, digits, -)")
+    run.add_argument("--bucket", default="cosmicai-data", help="the S3 bucket for data/, scripts/ and results/")
     run.add_argument("--json", action="store_true", help="print only the summary JSON on stdout")
+    run.add_argument("--lenient-data", action="store_true", help="warn about gaps (1, 2, 4) and stray files in a --data folder instead of refusing it")
     add_aws_arguments(run)
 
 
@@ -51,6 +52,76 @@ def _estimate_samples_per_rank(args: argparse.Namespace, world: int) -> int:
     return max(1, sum(f.stat().st_size for f in files) // SAMPLE_BYTES // world)
 
 
+def validate(args: argparse.Namespace) -> None:
+    """Every check that can be made before start-up: one BadInput naming the problem, nothing started or written."""
+    from cosmicai import runfolder
+    from cosmicai.runs import new_run_id
+
+    if args.payload is not None:
+        given = [flag for flag, value in (("--data", args.data), ("--samples", args.samples), ("--model-folder", args.model_folder),
+                                          ("--partition-size", args.partition_size), ("--world-size", args.world_size)) if value is not None]
+        if given:
+            raise BadInput(f"--payload is a whole execution input: it cannot be combined with {', '.join(given)}")
+    if args.data is not None and not args.data.exists():
+        raise BadInput(f"--data {args.data}: no such file or folder")
+    if args.data is not None and args.samples is not None:
+        raise BadInput("--samples generates data; it cannot be combined with --data")
+    if args.data is not None and args.data.is_dir():
+        if args.partition_size:
+            raise BadInput("--partition-size splits a data file; --data is a folder of partitions already")
+        check_partition_folder(args.data, lenient=args.lenient_data)
+    if args.partition_size:
+        from inference.naming import parse_size
+
+        try:
+            if parse_size(args.partition_size) <= 0:
+                raise ValueError
+        except ValueError:
+            raise BadInput(f"--partition-size {args.partition_size!r}: expected a size such as 25MB, 1.5GB or 512KB") from None
+    if args.model is not None and args.model_folder is not None:
+        raise BadInput("--model and --model-folder name two models: give one")
+    if args.model_folder is not None and not (args.model_folder / "model.py").is_file():
+        raise BadInput(f"--model-folder {args.model_folder}: no model.py in it (see the README's model folder interface)")
+    args.model = check_model(args.model or "astromae")
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BadInput(f"--device cuda: this torch ({torch.__version__}) sees no CUDA device; run on cpu")
+    from cosmicai.deploy import Stack
+
+    Stack(name=args.stack, bucket=args.bucket, infer_memory_mb=args.memory, infer_timeout_s=args.timeout)  # names and sizes, checked now
+    args.run_id = runfolder.check_run_id(args.run_id or new_run_id())
+    runfolder.check_new(args.out or Path("cosmicai-out") / args.run_id, args.run_id)
+
+
+def check_partition_folder(folder: Path, lenient: bool = False) -> None:
+    """A folder of 1.pt..N.pt: no gap in the numbers, nothing else in it (or warnings, when lenient)."""
+    from cosmicai import console
+    from inference.naming import partition_index
+
+    numbers, strays = [], []
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith("."):
+            continue
+        try:
+            numbers.append(partition_index(path.name))
+        except ValueError:
+            strays.append(path.name)
+    if not numbers:
+        raise BadInput(f"--data {folder}: no partition files (1.pt .. N.pt) in it")
+    missing = sorted(set(range(1, max(numbers) + 1)) - set(numbers))
+    problems = []
+    if missing:
+        problems.append(f"partitions missing from the 1..{max(numbers)} sequence: {', '.join(map(str, missing[:20]))}{' ...' if len(missing) > 20 else ''}")
+    if strays:
+        problems.append(f"files that are not partitions: {', '.join(strays[:20])}{' ...' if len(strays) > 20 else ''}")
+    if problems and not lenient:
+        raise BadInput(f"--data {folder}: {'; '.join(problems)} (fix the folder, or pass --lenient-data to run what is there)")
+    for problem in problems:
+        console.err.print(f"[yellow]warning[/]: --data {folder}: {problem}")
+
+
 def main(args: argparse.Namespace) -> int:
     from cosmicai import console
     from cosmicai.deploy import Stack
@@ -59,13 +130,7 @@ def main(args: argparse.Namespace) -> int:
 
     if args.resume:
         return _resume(args)
-    if args.data is not None and not args.data.exists():
-        raise BadInput(f"--data {args.data}: no such file or folder")
-    if args.data is not None and args.samples is not None:
-        raise BadInput("--samples generates data; it cannot be combined with --data")
-    if args.data is not None and args.data.is_dir() and args.partition_size:
-        raise BadInput("--partition-size splits a data file; --data is a folder of partitions already")
-    check_model(args.model)
+    validate(args)
     payload = None
     if args.payload is not None:
         payload = read_json(args.payload, "--payload")
@@ -73,6 +138,9 @@ def main(args: argparse.Namespace) -> int:
 
         parse_payload(payload)
     target = resolve(args.target, endpoint=args.endpoint, region=args.region)
+    if payload is not None and target.in_process:
+        raise BadInput("--payload runs on data already in the target's bucket, and an in-process emulator starts empty: "
+                       "start one with 'cosmicai emulator up --detach' (deploy and upload into it), or give --data instead")
     check_ready(target)
     world = args.world_size if not (args.data and args.data.is_dir()) else None
     concurrency = args.max_concurrency or max(1, min(os.cpu_count() or 1, world or 4))
@@ -114,21 +182,28 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from cosmicai import console
+    from cosmicai import console, runfolder
     from cosmicai.deploy import Stack
     from cosmicai.runs import open_target, resume_run
     from cosmicai.targets import check_ready, resolve
 
     run_dir = args.out or Path("cosmicai-out") / args.resume
-    if not (run_dir / "run.json").is_file():
+    saved = runfolder.read(run_dir)
+    if saved is None:
         raise BadInput(f"--resume {args.resume}: no run folder at {run_dir} (pass the run's --out)")
-    saved = json.loads((run_dir / "run.json").read_text())
+    if saved["run_id"] != args.resume:
+        raise BadInput(f"--resume {args.resume}: {run_dir} holds run {saved['run_id']!r}")
     target = resolve(saved.get("target"), endpoint=args.endpoint)
     check_ready(target)
     concurrency = args.max_concurrency or max(1, min(os.cpu_count() or 1, 4))
     stack = Stack(name=saved.get("stack", args.stack), bucket=saved.get("bucket", args.bucket), infer_memory_mb=args.memory, infer_timeout_s=args.timeout, max_concurrency=concurrency)
     with console.run_progress(enabled=not args.json) as progress, open_target(target, capacity=concurrency) as (live, _):
         outcome = resume_run(live, stack, run_dir, progress)
+    if outcome is None:
+        console.err.print(f"run {args.resume}: every rank already succeeded; nothing to re-run ({run_dir})")
+        if args.json and (run_dir / "summary.json").is_file():
+            console.print_json(json.loads((run_dir / "summary.json").read_text()))
+        return 0
     report(args, outcome)
     return outcome.exit_code
 

@@ -118,7 +118,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-concurrency", type=positive_int, default=None, help="Map MaxConcurrency (default: min(cores, world size); aws: world size)")
     parser.add_argument("--no-local", action="store_true", help="skip the local single-process baseline")
     parser.add_argument("--stack", default="cosmicai-bench", help="name prefix of the deployed resources")
-    parser.add_argument("--bucket", default="cosmicai-bench")
+    parser.add_argument("--bucket", default="cosmicai-bench", help="the S3 bucket the sweep uses")
     parser.add_argument("--out", type=Path, default=Path("cosmicai-bench"), help="results.csv, report.md, figures and runs/ (default cosmicai-bench)")
     parser.add_argument("--report-only", action="store_true", help="redraw report.md and the figures from an existing results.csv")
 

@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--partition-size", default="25MB", help="one rank's partition (default 25MB)")
     parser.add_argument("--seconds-per-rank", type=float, help="billed seconds of one Infer invocation (default: measured)")
     parser.add_argument("--memory", type=int, required=True, help="Infer MemorySize in MB (128..10240)")
-    parser.add_argument("--arch", choices=ARCHITECTURES, default="x86_64")
+    parser.add_argument("--arch", choices=ARCHITECTURES, default="x86_64", help="the Lambda architecture priced")
     parser.add_argument("--model", default="astromae", help="model timed for the per-sample estimate (astromae, tiny)")
     parser.add_argument("--json", action="store_true", help="print only a JSON object")
 

@@ -24,6 +24,7 @@ class InjectedError(Exception):
 
 def infer(event, context):
     fault = json.loads(os.environ.get("COSMICAI_TEST_FAULTS", "{}")).get(str(event.get("rank")))
+    print(f"cosmicai run={event.get('run_id')} rank={event.get('rank')}", flush=True)  # the run marker every handler logs first
     print(f"fault-injection rank={event.get('rank')} fault={fault}", flush=True)
     if fault == "missing":
         import boto3

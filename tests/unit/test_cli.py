@@ -103,21 +103,45 @@ BAD = {
     "run-missing-data": (["run", "--data", "missing.pt"], ["missing.pt"]),
     "run-unknown-model": (["run", "--model", "nosuch"], ["nosuch"]),
     "run-batch-size-0": (["run", "--batch-size", "0"], ["batch"]),
+    # every check that can be made before start-up is made before it: nothing started, nothing written
+    "out-is-a-file": (["run", "--model", "tiny", "--out", "notes.txt"], ["notes.txt", "a file"]),
+    "out-under-a-file": (["run", "--model", "tiny", "--out", "notes.txt/run"], ["notes.txt", "is a file"]),
+    "bucket-name": (["run", "--model", "tiny", "--bucket", "Bad_Bucket"], ["bucket name", "Bad_Bucket"]),
+    "stack-name": (["run", "--model", "tiny", "--stack", "bad stack"], ["stack name", "bad stack"]),
+    "run-id-outside": (["run", "--model", "tiny", "--run-id", "../../x"], ["run id", "../../x"]),
+    "model-folder-missing": (["run", "--model-folder", "nowhere"], ["nowhere", "model.py"]),
+    "model-and-model-folder": (["run", "--model", "tiny", "--model-folder", "gappy"], ["--model", "--model-folder"]),
+    "partition-size": (["run", "--model", "tiny", "--partition-size", "10XB"], ["10XB"]),
+    "payload-and-data": (["run", "--payload", "payload.json", "--data", "gappy"], ["--payload", "--data"]),
+    "payload-in-process": (["run", "--payload", "payload.json"], ["--payload", "in-process"]),
+    "payload-typo": (["run", "--payload", "typo.json"], ["modle", "model_key"]),
+    "payload-bool": (["run", "--payload", "bool.json"], ["batch_size", "true"]),
+    "data-folder-gaps-and-strays": (["run", "--model", "tiny", "--data", "gappy"], ["3", "notes.md", "--lenient-data"]),
+    "local-precision-with-folder": (["local", "--data", "notes.txt", "--model-folder", "gappy", "--precision", "int8"], ["--precision", "--model-folder"]),
+    **({} if torch.cuda.is_available() else {"device-cuda": (["run", "--model", "tiny", "--device", "cuda"], ["cuda"])}),
 }
 DEBUG = ["--debug", "local", "--data", "missing.pt"]
+DEBUG_AFTER = ["local", "--data", "missing.pt", "--debug"]
 
 
 def _prepare(cwd: Path) -> None:
     cwd.mkdir(parents=True)
     (cwd / "notes.txt").write_text("this is not a torch file\n")
     craft_malicious(cwd / "evil.pt", cwd / MARKER)
+    gappy = cwd / "gappy"
+    gappy.mkdir()
+    for name in ("1.pt", "2.pt", "4.pt", "notes.md"):
+        (gappy / name).write_bytes(b"")
+    (cwd / "payload.json").write_text(json.dumps({"bucket": "cosmicai-data", "data_prefix": "data/x"}))
+    (cwd / "typo.json").write_text(json.dumps({"bucket": "cosmicai-data", "modle_key": "tiny"}))
+    (cwd / "bool.json").write_text(json.dumps({"bucket": "cosmicai-data", "batch_size": True}))
 
 
 @pytest.fixture(scope="module")
 def bad_runs(tmp_path_factory) -> dict[str, Result]:
     root = tmp_path_factory.mktemp("cli-bad")
     cases = {}
-    for name, (args, _) in {**BAD, "debug": (DEBUG, [])}.items():
+    for name, (args, _) in {**BAD, "debug": (DEBUG, []), "debug-after": (DEBUG_AFTER, [])}.items():
         _prepare(root / name)
         cases[name] = (root / name, args)
     return run_many(cases)
@@ -158,12 +182,49 @@ def test_malicious_pickle_runs_no_code(bad_runs):
     assert "refused" in result.stderr
 
 
-def test_debug_shows_the_traceback(bad_runs):
-    result = bad_runs["debug"]
+@pytest.mark.parametrize("name", ["debug", "debug-after"])
+def test_debug_shows_the_traceback_wherever_it_is_on_the_line(bad_runs, name):
+    result = bad_runs[name]
     assert result.returncode != 0
     assert "Traceback" in result.stderr
     assert "PartitionError" in result.stderr
     assert "missing.pt" in result.stderr
+
+
+def test_every_option_of_every_command_says_what_it_does():
+    import argparse
+
+    from cosmicai.cli import build_parser
+
+    silent = []
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    walk(child, f"{path} {name}")
+            elif not action.help and action.dest != "help":
+                silent.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+
+    walk(build_parser(), "cosmicai")
+    assert not silent
+
+
+def test_version_and_a_bare_command_show_what_to_type():
+    version = subprocess.run([sys.executable, "-m", "cosmicai.cli", "--version"], capture_output=True, text=True, timeout=60)
+    assert version.returncode == 0 and version.stdout.startswith("cosmicai ")
+    bare = subprocess.run([sys.executable, "-m", "cosmicai.cli"], capture_output=True, text=True, timeout=60)
+    assert bare.returncode == 2 and "usage: cosmicai" in bare.stderr and "run the whole pipeline" in bare.stderr
+    nested = subprocess.run([sys.executable, "-m", "cosmicai.cli", "data"], capture_output=True, text=True, timeout=60)
+    assert nested.returncode == 2 and "usage: cosmicai data" in nested.stderr and "data_command" not in nested.stderr
+
+
+def test_an_unknown_aws_profile_is_one_line(tmp_path):
+    env = {**_env(), "AWS_PROFILE": "no-such-profile-here", "AWS_CONFIG_FILE": str(tmp_path / "config"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "creds")}
+    done = subprocess.run([sys.executable, "-m", "cosmicai.cli", "run", "--target", "aws", "--model", "tiny"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1 and "no-such-profile-here" in done.stderr, done.stderr
+    assert not (tmp_path / "cosmicai-out").exists()
 
 
 # --------------------------------------------------------------------------- good path
