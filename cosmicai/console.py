@@ -20,7 +20,7 @@ def run_progress(enabled: bool) -> Iterator[Any]:
     """A rich progress bar of ranks done out of world_size (on stderr; silent if disabled)."""
     from cosmicai.runs import Progress as RunProgress  # imports torch and moto: only commands that run pay for it
 
-    if not enabled:
+    if not enabled or not err.is_terminal:  # piped or captured: no bar (nothing to redraw; a bad input stays one line)
         yield RunProgress()
         return
     with Progress(

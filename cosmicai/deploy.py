@@ -14,22 +14,22 @@ Objects written: ``results/`` and ``scripts/`` folder markers,
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import io
 import json
 import logging
 import re
-import time
 import zipfile
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
-from botocore.exceptions import ClientError
 
 from cosmicai import iam as iam_docs
+from cosmicai.resources import (
+    FunctionSpec, deploy_lock, ensure_bucket, ensure_function, ensure_log_group, ensure_role, ensure_state_machine,
+    ensure_version, put_tagged,
+)
 from cosmicai.targets import TargetSettings
 from stepfn.definition import render
 
@@ -128,202 +128,6 @@ def package_handlers(extra_files: dict[str, bytes] | None = None, vendor_dir: Pa
     return buffer.getvalue()
 
 
-def code_sha256(code: bytes) -> str:
-    """Lambda's CodeSha256: base64 of the zip's SHA-256."""
-    return base64.b64encode(hashlib.sha256(code).digest()).decode()
-
-
-# -- resources ------------------------------------------------------------------------------
-
-
-def ensure_bucket(s3: Any, bucket: str, region: str, tags: dict[str, str]) -> None:
-    try:
-        if region == "us-east-1":
-            s3.create_bucket(Bucket=bucket)
-        else:
-            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-            raise
-    s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]})
-    for folder in ("results/", "scripts/"):
-        put_tagged(s3, bucket, folder, b"", tags)
-
-
-def put_tagged(s3: Any, bucket: str, key: str, body: bytes, tags: dict[str, str]) -> None:
-    """PutObject with the stack's tag: destroy deletes only what it wrote."""
-    s3.put_object(Bucket=bucket, Key=key, Body=body, Tagging="&".join(f"{k}={v}" for k, v in tags.items()))
-
-
-def ensure_role(iam: Any, name: str, trust: dict[str, Any], policy: dict[str, Any], tags: dict[str, str]) -> str:
-    try:
-        arn = iam.get_role(RoleName=name)["Role"]["Arn"]
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] != "NoSuchEntity":
-            raise
-        tag_list = [{"Key": k, "Value": v} for k, v in tags.items()]
-        try:
-            arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust), Tags=tag_list)["Role"]["Arn"]
-        except ClientError as race:  # another deploy created it first
-            if race.response["Error"]["Code"] != "EntityAlreadyExists":
-                raise
-            arn = iam.get_role(RoleName=name)["Role"]["Arn"]
-    policy_name = f"{name}-policy"
-    try:
-        current = iam.get_role_policy(RoleName=name, PolicyName=policy_name)["PolicyDocument"]
-        current = json.loads(current) if isinstance(current, str) else current
-    except ClientError:
-        current = None
-    if current != policy:
-        iam.put_role_policy(RoleName=name, PolicyName=policy_name, PolicyDocument=json.dumps(policy))
-    return arn
-
-
-def ensure_log_group(logs: Any, name: str, tags: dict[str, str]) -> None:
-    try:
-        logs.create_log_group(logGroupName=name, tags=tags)
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] != "ResourceAlreadyExistsException":
-            raise
-
-
-def _wait_function_ready(lam: Any, name: str, timeout_s: float = 300) -> None:
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        config = lam.get_function_configuration(FunctionName=name)
-        if config.get("State") == "Failed":
-            raise RuntimeError(f"function {name} failed to deploy: {config.get('StateReason')}")
-        if config.get("State", "Active") == "Active" and config.get("LastUpdateStatus", "Successful") != "InProgress":
-            return
-        time.sleep(0.5)
-    raise TimeoutError(f"function {name} was not ready after {timeout_s:.0f} s")
-
-
-@dataclass(frozen=True)
-class FunctionSpec:
-    """The desired state of one function."""
-
-    name: str
-    role_arn: str
-    memory_mb: int
-    timeout_s: int
-    environment: dict[str, str]
-    tags: dict[str, str]
-    handler: str | None = None  # zip
-    runtime: str | None = None  # zip
-    code: bytes | None = None  # zip
-    image_uri: str | None = None  # image
-
-    def config(self) -> dict[str, Any]:
-        config: dict[str, Any] = {
-            "Role": self.role_arn,
-            "MemorySize": self.memory_mb,
-            "Timeout": self.timeout_s,
-            "Environment": {"Variables": self.environment},
-        }
-        if self.image_uri is None:
-            config.update(Handler=self.handler, Runtime=self.runtime)
-        return config
-
-
-def _config_differs(current: dict[str, Any], desired: dict[str, Any]) -> bool:
-    for key, value in desired.items():
-        have = current.get(key)
-        if key == "Environment":
-            have = (have or {}).get("Variables", {})
-            value = value["Variables"]
-        if have != value:
-            return True
-    return False
-
-
-def ensure_function(lam: Any, spec: FunctionSpec) -> str:
-    """Create the function, or update its code/configuration only where they differ."""
-    try:
-        current = lam.get_function(FunctionName=spec.name)
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] != "ResourceNotFoundException":
-            raise
-        code = {"ImageUri": spec.image_uri} if spec.image_uri else {"ZipFile": spec.code}
-        package = "Image" if spec.image_uri else "Zip"
-        try:
-            arn = lam.create_function(FunctionName=spec.name, Code=code, PackageType=package, Tags=spec.tags, **spec.config())["FunctionArn"]
-        except ClientError as exc:  # another deploy created it first: carry on as an update
-            if exc.response["Error"]["Code"] != "ResourceConflictException":
-                raise
-            _wait_function_ready(lam, spec.name)
-            return ensure_function(lam, spec)
-        _wait_function_ready(lam, spec.name)
-        return arn
-    config = current["Configuration"]
-    if spec.image_uri:
-        if current.get("Code", {}).get("ImageUri") != spec.image_uri:
-            lam.update_function_code(FunctionName=spec.name, ImageUri=spec.image_uri)
-            _wait_function_ready(lam, spec.name)
-    elif config.get("CodeSha256") != code_sha256(spec.code or b""):
-        lam.update_function_code(FunctionName=spec.name, ZipFile=spec.code)
-        _wait_function_ready(lam, spec.name)
-    if _config_differs(config, spec.config()):
-        lam.update_function_configuration(FunctionName=spec.name, **spec.config())
-        _wait_function_ready(lam, spec.name)
-    return config["FunctionArn"]
-
-
-_VERSIONED = ("CodeSha256", "MemorySize", "Timeout", "Handler", "Runtime", "Environment", "Role", "EphemeralStorage")
-
-
-def ensure_version(lam: Any, name: str) -> str:
-    """The qualified ARN of a published version equal to $LATEST (published now only if none is).
-
-    The state machine invokes versions, not $LATEST: an execution keeps the code
-    and configuration it started with while another run's deploy changes the
-    function, as a careful AWS user pins versions.
-    """
-    latest = lam.get_function_configuration(FunctionName=name)
-    newest = None
-    for page in lam.get_paginator("list_versions_by_function").paginate(FunctionName=name):
-        for version in page["Versions"]:
-            if version["Version"] != "$LATEST" and (newest is None or int(version["Version"]) > int(newest["Version"])):
-                newest = version
-    if newest is not None and all(newest.get(k) == latest.get(k) for k in _VERSIONED):
-        return newest["FunctionArn"]
-    try:
-        published = lam.publish_version(FunctionName=name, CodeSha256=latest["CodeSha256"])
-    except ClientError as exc:  # another deploy changed $LATEST in between: publish what is there now
-        if exc.response["Error"]["Code"] not in ("PreconditionFailedException", "ResourceConflictException"):
-            raise
-        _wait_function_ready(lam, name)
-        published = lam.publish_version(FunctionName=name)
-    _wait_function_ready(lam, published["FunctionArn"])
-    return published["FunctionArn"]
-
-
-def ensure_state_machine(sfn: Any, name: str, definition: str, role_arn: str, tags: dict[str, str]) -> str:
-    """Create the state machine, or update it where it differs; a racing create by another deploy is an update."""
-    found = _update_state_machine(sfn, name, definition, role_arn)
-    if found:
-        return found
-    tag_list = [{"key": k, "value": v} for k, v in tags.items()]
-    try:
-        return sfn.create_state_machine(name=name, definition=definition, roleArn=role_arn, type="STANDARD", tags=tag_list)["stateMachineArn"]
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] != "StateMachineAlreadyExists":
-            raise
-        return _update_state_machine(sfn, name, definition, role_arn) or exc.response["Error"].get("Message", "")
-
-
-def _update_state_machine(sfn: Any, name: str, definition: str, role_arn: str) -> str | None:
-    for page in sfn.get_paginator("list_state_machines").paginate():
-        for machine in page["stateMachines"]:
-            if machine["name"] == name:
-                arn = machine["stateMachineArn"]
-                current = sfn.describe_state_machine(stateMachineArn=arn)
-                if json.loads(current["definition"]) != json.loads(definition) or current["roleArn"] != role_arn:
-                    sfn.update_state_machine(stateMachineArn=arn, definition=definition, roleArn=role_arn)
-                return arn
-    return None
-
-
 def account_id(target: TargetSettings) -> str:
     return target.client("sts").get_caller_identity()["Account"]
 
@@ -347,6 +151,15 @@ def deploy(target: TargetSettings, stack: Stack) -> Deployment:
         **stack.environment,
     }
     arns = {}
+    with deploy_lock(s3, stack.bucket, f"{stack.name}-deploy"):
+        return _deploy_locked(target, stack, account, lambda_role, code, environment, arns)
+
+
+def _deploy_locked(target: TargetSettings, stack: Stack, account: str, lambda_role: str, code: bytes | None,
+                   environment: dict[str, str], arns: dict[str, str]) -> Deployment:
+    """The functions, their versions and the state machine (under the deploy lock)."""
+    iam, lam, sfn, logs = (target.client(s) for s in ("iam", "lambda", "stepfunctions", "logs"))
+    image = target.packaging == "image"
     for key, handler in HANDLERS.items():
         heavy = key == "infer"
         name = stack.function_name(key)
@@ -367,7 +180,8 @@ def deploy(target: TargetSettings, stack: Stack) -> Deployment:
         ensure_function(lam, spec)
         arns[key] = ensure_version(lam, name)
     machine_arn = f"arn:aws:states:{target.region}:{account}:stateMachine:{stack.state_machine_name}"
-    states_policy = iam_docs.states_policy(bucket=stack.bucket, function_arns=arns.values(), state_machine_arn=machine_arn)
+    unversioned = [arn.rsplit(":", 1)[0] if arn.rsplit(":", 1)[-1].isdigit() else arn for arn in arns.values()]
+    states_policy = iam_docs.states_policy(bucket=stack.bucket, function_arns=unversioned, state_machine_arn=machine_arn)
     states_role = ensure_role(iam, f"{stack.name}-states", iam_docs.STATES_TRUST, states_policy, stack.tags)
     definition = render({PLACEHOLDER_OF[k]: v for k, v in arns.items()}, stack.max_concurrency)
     machine = ensure_state_machine(sfn, stack.state_machine_name, definition, states_role, stack.tags)

@@ -151,16 +151,39 @@ def invocations_of(events: list[dict[str, Any]], run_id: str) -> list[str]:
     return [line for block in kept for line in block]
 
 
+_REQUEST = re.compile(r"^START RequestId: (\S+)")
+
+
 def fetch_logs(logs: Any, function_names: list[str], out_dir: Path, since: float | None = None, run_id: str | None = None,
                append: bool = False) -> None:
-    """Write each function's CloudWatch lines (from ``since``; only ``run_id``'s invocations) to out_dir/logs/<function>.log."""
+    """Write each function's CloudWatch lines (from ``since``; only ``run_id``'s invocations) to out_dir/logs/<function>.log.
+
+    ``append`` keeps what the file holds and adds only invocations it does not have yet (by RequestId): a resume
+    keeps the interrupted execution's lines, and adds those that came after the interrupt.
+    """
     folder = out_dir / "logs"
     folder.mkdir(parents=True, exist_ok=True)
     for name in function_names:
         events = read_log_events(logs, f"/aws/lambda/{name}", since=since)
         lines = invocations_of(events, run_id) if run_id else [event["message"] for event in events]
-        with open(folder / f"{name}.log", "a" if append else "w") as handle:
+        path = folder / f"{name}.log"
+        if append and path.is_file():
+            seen = {m.group(1) for m in map(_REQUEST.match, path.read_text().splitlines()) if m}
+            lines = _without_requests(lines, seen)
+        with open(path, "a" if append else "w") as handle:
             handle.write("\n".join(lines) + ("\n" if lines else ""))
+
+
+def _without_requests(lines: list[str], seen: set[str]) -> list[str]:
+    """The lines less the START..REPORT blocks of the RequestIds in ``seen``."""
+    kept, skipping = [], False
+    for line in lines:
+        match = _REQUEST.match(line)
+        if match:
+            skipping = match.group(1) in seen
+        if not skipping:
+            kept.append(line)
+    return kept
 
 
 def read_log_events(logs: Any, group: str, pattern: str | None = None, since: float | None = None) -> list[dict[str, Any]]:

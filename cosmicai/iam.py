@@ -54,7 +54,7 @@ def states_policy(*, bucket: str, function_arns: Iterable[str], state_machine_ar
         "Statement": [
             {"Sid": "InvokeFunctions", "Effect": "Allow", "Action": ["lambda:InvokeFunction"], "Resource": arns + [f"{arn}:*" for arn in arns]},
             {"Sid": "ReadManifest", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"arn:aws:s3:::{bucket}/results/*"]},
-            {"Sid": "StartChildExecutions", "Effect": "Allow", "Action": ["states:StartExecution"], "Resource": [state_machine_arn]},
+            {"Sid": "StartChildExecutions", "Effect": "Allow", "Action": ["states:StartExecution"], "Resource": [state_machine_arn, f"{state_machine_arn}:*"]},
             {"Sid": "ManageChildExecutions", "Effect": "Allow", "Action": ["states:DescribeExecution", "states:StopExecution"], "Resource": [executions]},
         ],
     }

@@ -180,10 +180,11 @@ def stage_inputs(
 ) -> tuple[deploy_mod.Deployment, dict[str, Any], int]:
     """Deploy if needed, upload the data and the model; return (deployment, payload, world size)."""
     if request.payload is not None:
+        payload = build_payload(request, stack.bucket, "", "", run_id)
+        _check_buckets(target, parse_payload(payload))
         if deployment is None:
             progress.stage("deploying")
             deployment = deploy_mod.deploy(target, stack)
-        payload = build_payload(request, stack.bucket, "", "", run_id)
         return deployment, payload, parse_payload(payload).world_size or 0
     s3 = target.client("s3")
     with tempfile.TemporaryDirectory(prefix="cosmicai-data-") as workdir:
@@ -203,6 +204,19 @@ def stage_inputs(
     return deployment, payload, request.world_size or len(paths)
 
 
+def _check_buckets(target: TargetSettings, parsed: Any) -> None:
+    """The payload's buckets exist on the target (before anything is deployed or started)."""
+    from botocore.exceptions import ClientError
+
+    s3 = target.client("s3")
+    for bucket in dict.fromkeys([parsed.bucket, parsed.source_bucket]):
+        try:
+            s3.head_bucket(Bucket=bucket)
+        except ClientError as exc:
+            code = exc.response["Error"]["Code"]
+            raise PayloadError(f"bucket {bucket!r} {'does not exist' if code in ('404', 'NoSuchBucket') else f'cannot be read ({code})'} on the {target.name} target") from None
+
+
 def launch(
     target: TargetSettings,
     stack: deploy_mod.Stack,
@@ -216,6 +230,7 @@ def launch(
     ranks: list[int] | None,
     timeout_s: float | None = None,
     append_logs: bool = False,
+    logs_since: float | None = None,
 ) -> RunOutcome:
     """Start one execution, record it in the run folder, follow it, and fetch its results into out_dir.
 
@@ -238,14 +253,15 @@ def launch(
             on_progress=lambda done: progress.ranks(done, expected), timeout_s=timeout_s, since=since,
         )
     except KeyboardInterrupt:
-        _interrupted(target, stack, arn, execution_name, parsed.bucket, result_prefix, run_id, out_dir, since, append_logs)
+        _interrupted(target, stack, arn, execution_name, parsed.bucket, result_prefix, run_id, out_dir, since, append_logs, time.time() - since - 1)
         raise
     runfolder.record_execution(out_dir, execution_name, arn, status=result.status, wall_time_s=result.wall_time_s)
     if result.error == "PayloadError":  # Initialize refused the payload: nothing of this run exists
         raise PayloadError(_cause_message(result.cause))
     progress.stage("fetching results")
     summary = execute.fetch_results(s3, parsed.bucket, result_prefix, out_dir)
-    execute.fetch_logs(target.client("logs"), [stack.function_name(k) for k in deploy_mod.HANDLERS], out_dir, since=since, run_id=run_id, append=append_logs)
+    execute.fetch_logs(target.client("logs"), [stack.function_name(k) for k in deploy_mod.HANDLERS], out_dir,
+                       since=min(since, logs_since or since), run_id=run_id, append=append_logs)
     if summary is not None and summary.get("run_id") != run_id:
         raise PayloadError(f"the summary at s3://{parsed.bucket}/{result_prefix}/summary.json belongs to run {summary.get('run_id')!r}, not to {run_id!r}")
     runfolder.update(out_dir, status="finished")
@@ -258,11 +274,11 @@ def launch(
 
 
 def _interrupted(target: TargetSettings, stack: deploy_mod.Stack, arn: str, name: str, bucket: str, result_prefix: str,
-                 run_id: str, out_dir: Path, since: float, append_logs: bool) -> None:
+                 run_id: str, out_dir: Path, since: float, append_logs: bool, wall_time_s: float) -> None:
     """Stop the execution, bring home what completed, mark the folder interrupted (best effort: never hides the interrupt)."""
     try:
         execute.stop(target.client("stepfunctions"), arn, "interrupted by the user (Ctrl-C or SIGTERM)")
-        runfolder.record_execution(out_dir, name, arn, status="ABORTED")
+        runfolder.record_execution(out_dir, name, arn, status="ABORTED", wall_time_s=wall_time_s)
         execute.fetch_results(target.client("s3"), bucket, result_prefix, out_dir)
         execute.fetch_logs(target.client("logs"), [stack.function_name(k) for k in deploy_mod.HANDLERS], out_dir, since=since, run_id=run_id, append=append_logs)
     except Exception as exc:  # the emulator may be going down with us
@@ -299,99 +315,15 @@ def execute_run(
     run_file = {"run_id": run_id, "target": target.name, "stack": stack.name, "bucket": stack.bucket, "status": "starting",
                 "world_size": world_size or None, "payload": payload, "request": _jsonable(request), "executions": []}
     runfolder.write(out_dir, run_file)
-    return launch(
-        target, stack, deployment, payload, run_id=run_id, execution_name=run_id, out_dir=out_dir,
-        progress=progress, ranks=None, timeout_s=request.timeout_s,
-    )
-
-
-def resume_run(
-    target: TargetSettings,
-    stack: deploy_mod.Stack,
-    run_dir: Path,
-    progress: Progress | None = None,
-    *,
-    deployment: deploy_mod.Deployment | None = None,
-) -> RunOutcome | None:
-    """Finish the run in run_dir: re-run only its failed or missing ranks, keep the rest, rewrite the summary.
-
-    Works for a finished run with failed ranks and for an interrupted one (its
-    execution is stopped if it still runs, and what it completed is fetched).
-    The run folder is the durable record: its succeeded ranks (records and
-    predictions) are put back into the bucket when the bucket no longer has them
-    (an in-process emulator starts empty), then the data is staged again from
-    the original request (fix a bad partition in place, then resume). None when
-    every rank already succeeded (nothing to re-run).
-    """
-    progress = progress or Progress()
-    saved = runfolder.read(run_dir)
-    if saved is None:
-        raise runfolder.RunFolderError(f"resume: {run_dir} is not a run folder (no {runfolder.RUN_FILE})")
-    run_id = saved["run_id"]
-    parsed = parse_payload(saved["payload"])
-    result_prefix = parsed.results_prefix(run_id)
-    _stop_leftover(target, saved)
-    summary_path = run_dir / "summary.json"
-    previous_summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    world_size = int(saved.get("world_size") or previous_summary.get("world_size") or parsed.world_size or 0) or None
-    succeeded = _succeeded(run_dir)
-    fields = saved["request"]
-    request = RunRequest(**{**fields, **{key: Path(fields[key]) if fields.get(key) else None for key in ("data", "model_folder")}})
-    deployment, payload, planned = stage_inputs(target, stack, request, run_id, progress, deployment)
-    world_size = world_size or planned
-    todo = [rank for rank in range(1, world_size + 1) if rank not in succeeded]
-    if not todo:
-        return None
-    reseeded = reseed_ranks(target.client("s3"), parsed.bucket, result_prefix, run_dir)
-    logger.info("resume %s: %d ranks kept (%d put back), %d to re-run", run_id, len(succeeded), reseeded, len(todo))
-    attempt = 1 + len(saved.get("resumes", []))
-    name = f"{run_id}-resume-{attempt}"
-    payload = {**payload, "run_id": run_id, "resume": True, "world_size": world_size, "result_prefix": result_prefix,
-               "prior_wall_time_s": runfolder.prior_wall_time(saved)}
-    runfolder.update(run_dir, world_size=world_size, resumes=[*saved.get("resumes", []), {"execution": name, "ranks": todo}])
-    return launch(
-        target, stack, deployment, payload, run_id=run_id, execution_name=name, out_dir=run_dir,
-        progress=progress, ranks=todo, timeout_s=request.timeout_s, append_logs=True,
-    )
-
-
-def _succeeded(run_dir: Path) -> set[int]:
-    """Ranks whose record in the folder says succeeded."""
-    done = set()
-    for path in (run_dir / "ranks").glob("*.json"):
-        try:
-            if json.loads(path.read_text()).get("status") == "succeeded" and path.stem.isdigit():
-                done.add(int(path.stem))
-        except (OSError, ValueError):
-            continue
-    return done
-
-
-def _stop_leftover(target: TargetSettings, saved: dict[str, Any]) -> None:
-    """An interrupted run's execution may still run on a shared emulator: stop it before taking over."""
-    for execution in saved.get("executions", []):
-        if execution.get("status") in ("RUNNING", None) and execution.get("arn"):
-            try:
-                execute.stop(target.client("stepfunctions"), execution["arn"], "superseded by a resume")
-            except Exception as exc:  # an in-process emulator is gone with the command that started it
-                logger.info("resume: execution %s is gone (%s)", execution["arn"], exc)
-
-
-def reseed_ranks(s3: Any, bucket: str, result_prefix: str, run_dir: Path) -> int:
-    """Put the run folder's succeeded records and predictions back where the bucket lacks them."""
-    present = set(execute.list_keys(s3, bucket, f"{result_prefix}/ranks/"))
-    count = 0
-    for path in sorted((run_dir / "ranks").glob("*.json")):
-        record = json.loads(path.read_text())
-        key = f"{result_prefix}/ranks/{path.name}"
-        if record.get("status") != "succeeded" or key in present:
-            continue
-        s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
-        predictions = run_dir / "predictions" / f"{path.stem}.pt"
-        if predictions.is_file():
-            s3.put_object(Bucket=bucket, Key=f"{result_prefix}/predictions/{predictions.name}", Body=predictions.read_bytes())
-        count += 1
-    return count
+    try:
+        return launch(
+            target, stack, deployment, payload, run_id=run_id, execution_name=run_id, out_dir=out_dir,
+            progress=progress, ranks=None, timeout_s=request.timeout_s,
+        )
+    except BaseException:
+        if (runfolder.read(out_dir) or {}).get("status") == "starting":  # no execution began: leave no folder behind
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
 
 
 def _jsonable(request: RunRequest) -> dict[str, Any]:

@@ -12,12 +12,12 @@ import logging
 import os
 import socket
 import time
-import uuid
 from typing import Any
 
 import requests
 
 from emulator.motoseam import install, pool_invoke, uninstall
+from emulator.sfn_patches import patch_step_functions
 from emulator.pool import WorkerPool
 
 logger = logging.getLogger(__name__)
@@ -29,23 +29,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def name_unnamed_executions() -> None:
-    """moto 5.2.5 bug: StartExecution without a name gives Name null and an ARN ending ':None',
-    so two unnamed executions collide. AWS names them with a UUID; so do we (idempotent)."""
-    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
-
-    original = StepFunctionsParserBackend.start_execution
-    if getattr(original, "_cosmicai_names", False):
-        return
-
-    def start_execution(self: Any, state_machine_arn: str, name: Any = None, *args: Any, **kwargs: Any) -> Any:
-        return original(self, state_machine_arn, name or str(uuid.uuid4()), *args, **kwargs)
-
-    start_execution._cosmicai_names = True  # type: ignore[attr-defined]
-    start_execution._cosmicai_original = original  # type: ignore[attr-defined]
-    StepFunctionsParserBackend.start_execution = start_execution
 
 
 class EmbeddedEmulator:
@@ -81,7 +64,7 @@ class EmbeddedEmulator:
         os.environ["MOTO_PORT"] = str(self.port)
         self.pool = WorkerPool(self.endpoint_url, capacity=self.capacity, capacities=self.capacities, torch_threads=self.torch_threads)
         self._previous_seam = install(pool_invoke(self.pool))
-        name_unnamed_executions()
+        patch_step_functions()
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self.server.start()
         self._wait_ready()

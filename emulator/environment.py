@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 INIT_TIMEOUT_S = 120.0  # Lambda's init phase limit is separate from the function's Timeout
 _POLL_S = 0.05
 LOG_TAIL_BYTES = 4096  # Lambda returns the last 4 KB of logs in x-amz-log-result
-LOG_CAP_BYTES = 1 << 20  # an invocation's output kept for its logs: the last 1 MiB (the rest is dropped, and said so)
+LOG_CAP_BYTES = 1 << 20  # an invocation's output kept for its logs: 1 MiB, its start and its end (the rest is dropped, and said so)
 _HOST_ONLY_VARS = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")
 
 
@@ -293,17 +293,22 @@ class Environment:
                 refs.write("5")
 
     def read_log(self, name: str = "invoke.log") -> str:
-        """The environment's output file; only its last LOG_CAP_BYTES, saying how much was dropped."""
+        """The environment's output file; beyond LOG_CAP_BYTES, its first 64 KiB and its end, saying what was dropped."""
+        head_bytes = 64 * 1024
         try:
             with open(os.path.join(self.log_dir, name), "rb") as handle:
                 size = handle.seek(0, os.SEEK_END)
-                handle.seek(max(0, size - LOG_CAP_BYTES))
-                text = handle.read().decode("utf-8", errors="replace")
+                handle.seek(0)
+                if size <= LOG_CAP_BYTES:
+                    return handle.read().decode("utf-8", errors="replace")
+                head = handle.read(head_bytes)
+                handle.seek(size - (LOG_CAP_BYTES - head_bytes))
+                tail = handle.read()
         except OSError:
             return ""
-        if size > LOG_CAP_BYTES:
-            return f"[cosmicai: output truncated: the first {size - LOG_CAP_BYTES:,} of {size:,} bytes were dropped; the last {LOG_CAP_BYTES:,} follow]\n" + text
-        return text
+        dropped = size - len(head) - len(tail)
+        note = f"\n[cosmicai: output truncated: {dropped:,} of {size:,} bytes dropped here; an invocation keeps {LOG_CAP_BYTES:,}]\n"
+        return head.decode("utf-8", errors="replace") + note + tail.decode("utf-8", errors="replace")
 
     def _send(self, message: dict[str, Any]) -> None:
         self.process.stdin.write((json.dumps(message) + "\n").encode())  # type: ignore[union-attr]

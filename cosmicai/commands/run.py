@@ -184,7 +184,8 @@ def main(args: argparse.Namespace) -> int:
 def _resume(args: argparse.Namespace) -> int:
     from cosmicai import console, runfolder
     from cosmicai.deploy import Stack
-    from cosmicai.runs import open_target, resume_run
+    from cosmicai.resume import resume_run
+    from cosmicai.runs import open_target
     from cosmicai.targets import check_ready, resolve
 
     run_dir = args.out or Path("cosmicai-out") / args.resume

@@ -7,6 +7,7 @@ import re
 import os
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -163,3 +164,33 @@ def test_bad_payloads_fail_at_initialize_before_any_rank_runs(target, tiny_stack
     with pytest.raises(PayloadError, match=message):
         execute_run(target, tiny_stack, RunRequest(payload=full), tmp_path / "out", deployment=deployment)
     assert not list((tmp_path / "out").glob("ranks/*.json"))
+
+
+def test_two_executions_on_one_result_prefix_cannot_both_have_it(target, tiny_stack, deployment, tiny_partitions, tmp_path):
+    from cosmicai.deploy import upload_files, upload_model_folder
+    from cosmicai.runs import RunRequest, execute_run, model_folder
+    from inference.data import list_partitions
+    from inference.errors import PayloadError
+
+    s3 = target.client("s3")
+    upload_files(s3, tiny_stack.bucket, "data/race", list_partitions(tiny_partitions))
+    upload_model_folder(s3, tiny_stack.bucket, "tiny", model_folder("tiny", None, tmp_path)[1])
+    outcomes: dict[str, object] = {}
+
+    def one(name: str) -> None:
+        payload = {"bucket": tiny_stack.bucket, "data_prefix": "data/race", "model_key": "tiny", "batch_size": 8, "result_prefix": "results/shared-prefix"}
+        try:
+            outcomes[name] = execute_run(target, tiny_stack, RunRequest(payload=payload, run_id=name), tmp_path / name, deployment=deployment)
+        except PayloadError as exc:
+            outcomes[name] = exc
+
+    threads = [threading.Thread(target=one, args=(name,)) for name in ("first", "second")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    refused = [o for o in outcomes.values() if isinstance(o, PayloadError)]
+    finished = [o for o in outcomes.values() if not isinstance(o, PayloadError)]
+    assert len(refused) == 1 and len(finished) == 1, outcomes
+    assert "claimed by run" in str(refused[0]) or "already holds results" in str(refused[0])
+    assert finished[0].summary["run_id"] == finished[0].run_id and finished[0].exit_code == 0

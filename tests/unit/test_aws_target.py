@@ -26,6 +26,9 @@ def mocked(monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    from emulator.sfn_patches import patch_step_functions
+
+    patch_step_functions()  # moto as AWS: ListStateMachineVersions answers, as AWS's does
     mock = mock_aws()
     mock.start(reset=False)
     yield resolve("aws", region=REGION)
@@ -93,9 +96,12 @@ def test_iam_policies_are_least_privilege(mocked, stack):
     writes = next(s for s in lam_doc["Statement"] if "s3:PutObject" in s["Action"])
     assert writes["Resource"] == [f"arn:aws:s3:::{stack.bucket}/results/*"]
     invoke = next(s for s in states_doc["Statement"] if s["Action"] == ["lambda:InvokeFunction"])
-    assert {r for r in invoke["Resource"] if not r.endswith(":*")} == set(deployment.function_arns.values())
+    unversioned = {arn.rsplit(":", 1)[0] for arn in deployment.function_arns.values()}  # the state machine invokes published versions
+    assert {r for r in invoke["Resource"] if not r.endswith(":*")} == unversioned
+    assert {f"{arn}:*" for arn in unversioned} <= set(invoke["Resource"])
     start = next(s for s in states_doc["Statement"] if s["Action"] == ["states:StartExecution"])
-    assert start["Resource"] == [deployment.state_machine_arn]
+    machine = deployment.state_machine_arn.rsplit(":", 1)[0]  # runs start on a published version of it
+    assert start["Resource"] == [machine, f"{machine}:*"]
 
 
 def test_a_second_deploy_changes_nothing(mocked, stack):

@@ -54,7 +54,8 @@ def _healthy() -> dict:
     return {"services": {**{s: "available" for s in LOCALSTACK_SERVICES}, "lambda": "running"}, "edition": "community", "version": "4.14.0"}
 
 
-def test_endpoint_comes_from_the_argument_then_aws_endpoint_url_then_localstack_host(monkeypatch):
+def test_endpoint_comes_from_the_argument_then_aws_endpoint_url_then_localstack_host(monkeypatch, tmp_path):
+    monkeypatch.setenv("COSMICAI_HOME", str(tmp_path))  # no host-mode LocalStack registered here
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("LOCALSTACK_HOST", raising=False)
     assert localstack().endpoint_url == "http://127.0.0.1:4566"

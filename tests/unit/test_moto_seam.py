@@ -41,13 +41,21 @@ def test_install_and_uninstall_swap_the_seam():
     assert getattr(LambdaFunction, runner.SEAM) is original
 
 
-def test_unnamed_executions_get_a_name_as_on_aws():
+def test_the_step_functions_patches_sit_where_moto_needs_them():
+    """Contract: moto 5.2.x names no unnamed execution, cannot start a version, has no ListStateMachineVersions handler."""
+    from moto.stepfunctions.models import StateMachine, StateMachineVersion
     from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+    from moto.stepfunctions.responses import StepFunctionResponse
 
-    from emulator.embedded import name_unnamed_executions
+    from emulator.sfn_patches import patch_step_functions
 
-    name_unnamed_executions()
+    patch_step_functions()
     patched = StepFunctionsParserBackend.start_execution
-    assert getattr(patched, "_cosmicai_names", False)
+    assert getattr(patched, "_cosmicai_patched", False)
     params = list(inspect.signature(patched._cosmicai_original).parameters)
     assert params[:3] == ["self", "state_machine_arn", "name"]
+    source = inspect.getsource(patched._cosmicai_original)
+    assert "state_machine._handle_name_input_idempotency(" in source and "state_machine.executions.append(execution)" in source
+    assert hasattr(StateMachine, "_handle_name_input_idempotency") and not hasattr(StateMachineVersion, "_handle_name_input_idempotency")
+    assert "source_arn" in inspect.getsource(StateMachineVersion.__init__)
+    assert callable(StepFunctionResponse.list_state_machine_versions)
