@@ -2,6 +2,10 @@
 over the same data, in one session, and their ratio.
 
 Both are timed as the user runs them: a fresh process each, start to exit.
+The run's breakdown comes from its run folder (``run.json`` ``stages_s``): the
+emulator's start, the deploy, the uploads, the execution, the fetch, the
+shutdown; what is left is the interpreter and the CLI's imports.
+Target (issue 16): run/local <= 1.5x.
 Usage: python benchmarks/pipeline_overhead.py [--samples 1024] [--partitions 4] [--model tiny|full]
 """
 
@@ -41,10 +45,14 @@ def main() -> None:
         run_s, summary = timed(
             [*cli, "run", "--data", "parts", "--model", args.model, "--batch-size", str(args.batch_size), "--json", "--out", "out"], work
         )
+        stages = json.loads((work / "out" / "run.json").read_text()).get("stages_s", {})
     print(f"data: {args.samples} samples in {args.partitions} partitions, model {args.model}, batch {args.batch_size}")
     print(f"cosmicai local : {local_s:8.2f} s wall (inference loop {record['wall_time_s']:.2f} s, {record['sample_persec']:.1f} samples/s)")
     print(f"cosmicai run   : {run_s:8.2f} s wall (execution {summary['wall_time_s']:.2f} s, {summary['ranks_succeeded']}/{summary['world_size']} ranks)")
-    print(f"ratio run/local: {run_s / local_s:8.2f}x")
+    print(f"ratio run/local: {run_s / local_s:8.2f}x (target <= 1.5x)")
+    print("run breakdown  : " + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in stages.items())
+          + f", interpreter and imports {run_s - sum(stages.values()):.2f} s")
+    print(f"local breakdown: inference loop {record['wall_time_s']:.2f} s, interpreter, imports, data and model {local_s - record['wall_time_s']:.2f} s")
 
 
 if __name__ == "__main__":

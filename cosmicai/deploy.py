@@ -19,6 +19,7 @@ import json
 import logging
 import re
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -38,7 +39,7 @@ logger = logging.getLogger(__name__)
 TAG_KEY = "cosmicai:stack"
 HANDLERS = {
     "initialize": "inference.handlers.initialize",
-    "infer": "inference.handlers.infer",
+    "infer": "inference.infer.handler",
     "record-failure": "inference.handlers.record_failure",
     "summarize": "inference.handlers.summarize",
 }
@@ -160,7 +161,9 @@ def _deploy_locked(target: TargetSettings, stack: Stack, account: str, lambda_ro
     """The functions, their versions and the state machine (under the deploy lock)."""
     iam, lam, sfn, logs = (target.client(s) for s in ("iam", "lambda", "stepfunctions", "logs"))
     image = target.packaging == "image"
-    for key, handler in HANDLERS.items():
+
+    def one(key: str) -> str:
+        """Create or update one function and publish its version; its version's ARN."""
         heavy = key == "infer"
         name = stack.function_name(key)
         ensure_log_group(logs, f"/aws/lambda/{name}", stack.tags)
@@ -172,13 +175,16 @@ def _deploy_locked(target: TargetSettings, stack: Stack, account: str, lambda_ro
             timeout_s=stack.infer_timeout_s if heavy else stack.aux_timeout_s,
             environment=environment,
             tags=stack.tags,
-            handler=None if from_image else stack.handler_overrides.get(key, handler),
+            handler=None if from_image else stack.handler_overrides.get(key, HANDLERS[key]),
             runtime=None if from_image else (target.zip_runtime or stack.runtime),
             code=None if from_image else code,
             image_uri=stack.image_uri if from_image else None,
         )
         ensure_function(lam, spec)
-        arns[key] = ensure_version(lam, name)
+        return ensure_version(lam, name)
+
+    with ThreadPoolExecutor(max_workers=len(HANDLERS)) as pool:  # four independent functions: deployed side by side
+        arns.update(zip(HANDLERS, pool.map(one, HANDLERS)))
     machine_arn = f"arn:aws:states:{target.region}:{account}:stateMachine:{stack.state_machine_name}"
     unversioned = [arn.rsplit(":", 1)[0] if arn.rsplit(":", 1)[-1].isdigit() else arn for arn in arns.values()]
     states_policy = iam_docs.states_policy(bucket=stack.bucket, function_arns=unversioned, state_machine_arn=machine_arn)
@@ -204,7 +210,7 @@ def upload_files(s3: Any, bucket: str, prefix: str, paths: list[Path], progress:
 
 def upload_model_folder(s3: Any, bucket: str, name: str, folder: Path, tags: dict[str, str] | None = None) -> str:
     """Upload a model folder under scripts/<name>/, its manifest (with the content digest) last."""
-    from inference.modelfolder import MANIFEST, manifest
+    from inference.modelfiles import MANIFEST, manifest
 
     prefix = f"scripts/{name}"
     listing = manifest(folder, name)

@@ -69,6 +69,19 @@ def count_records(s3: Any, bucket: str, result_prefix: str, since: float | None 
     return total
 
 
+def map_run_progress(sfn: Any, execution_arn: str) -> tuple[int, int | None] | None:
+    """(items finished, items in all) of the execution's Map Run; (0, None) before it starts; None where unsupported."""
+    try:
+        runs = sfn.list_map_runs(executionArn=execution_arn)["mapRuns"]
+        if not runs:
+            return 0, None
+        counts = sfn.describe_map_run(mapRunArn=runs[0]["mapRunArn"])["itemCounts"]
+    except (ClientError, KeyError) as exc:
+        logger.debug("no Map Run progress: %s", exc)
+        return None
+    return sum(counts.get(k, 0) for k in ("succeeded", "failed", "timedOut", "aborted")), counts.get("total")
+
+
 def wait(
     sfn: Any,
     s3: Any,
@@ -77,11 +90,15 @@ def wait(
     bucket: str,
     result_prefix: str,
     ranks: list[int] | None = None,
-    on_progress: Callable[[int], None] | None = None,
+    on_progress: Callable[[int, int | None], None] | None = None,
     timeout_s: float | None = None,
     since: float | None = None,
 ) -> ExecutionResult:
-    """Poll until the execution ends (short polls at first, then at most every 0.5 s), reporting ranks done."""
+    """Poll until the execution ends (short polls at first, then at most every 0.5 s), reporting (ranks done, ranks in all).
+
+    Progress comes from the Distributed Map's Map Run (DescribeMapRun's item counts: one
+    small call however many ranks), or, where a target lacks Map Runs, from counting records.
+    """
     started = time.perf_counter()
     poll = 0.05
     last_progress = 0.0
@@ -91,7 +108,8 @@ def wait(
         if on_progress and (done or time.perf_counter() - last_progress > 0.5):
             last_progress = time.perf_counter()
             try:
-                on_progress(count_records(s3, bucket, result_prefix, since, ranks))
+                counted = map_run_progress(sfn, execution_arn)
+                on_progress(*(counted or (count_records(s3, bucket, result_prefix, since, ranks), None)))
             except ClientError as exc:
                 logger.debug("progress listing failed: %s", exc)
         if done:

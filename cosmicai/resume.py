@@ -30,6 +30,7 @@ def resume_run(
     progress: Progress | None = None,
     *,
     deployment: deploy_mod.Deployment | None = None,
+    engine: Any = None,
 ) -> RunOutcome | None:
     """Finish the run in run_dir: re-run only its failed or missing ranks, keep the rest, rewrite the summary.
 
@@ -55,11 +56,13 @@ def resume_run(
     succeeded = _succeeded(run_dir)
     fields = saved["request"]
     request = RunRequest(**{**fields, **{key: Path(fields[key]) if fields.get(key) else None for key in ("data", "model_folder")}})
-    deployment, payload, planned = stage_inputs(target, stack, request, run_id, progress, deployment)
+    deployment, payload, planned = stage_inputs(target, stack, request, run_id, progress, deployment, engine)
     world_size = world_size or planned
     todo = [rank for rank in range(1, world_size + 1) if rank not in succeeded]
     if not todo:
         return None
+    if engine is not None:
+        engine.ready()
     reseeded = reseed_ranks(target.client("s3"), parsed.bucket, result_prefix, run_dir)
     logger.info("resume %s: %d ranks kept (%d put back), %d to re-run", run_id, len(succeeded), reseeded, len(todo))
     attempt = 1 + len(saved.get("resumes", []))

@@ -22,19 +22,16 @@ from typing import Any, Callable, Iterator
 
 
 from cosmicai import deploy as deploy_mod
-from cosmicai import execute
-from cosmicai import runfolder
-from emulator.embedded import EmbeddedEmulator
-from inference.records import utc_now
+from cosmicai import execute, runfolder
 from cosmicai.targets import TargetSettings
-from inference.data import generate, list_partitions, load_partition, parse_size, split
 from inference.errors import PayloadError
-from inference.checkpoint import checkpoint_bytes, load_checkpoint, load_model
-from inference.model import DEFAULT_MODEL, builtin_names, canonical_name, is_builtin
-from inference.modelfolder import MODULE
+from inference.naming import DEFAULT_MODEL, builtin_names, canonical_name, is_builtin, parse_size, sorted_partitions
+from inference.records import utc_now
+
+from inference.payload import parse_payload
 
 BUILTIN_FOLDER = Path(str(resources.files("inference.builtin") / "redshift"))  # the built-in model, as a model folder
-from inference.payload import parse_payload
+MODULE = "model.py"  # a model folder's module (inference.modelfolder.MODULE)
 
 logger = logging.getLogger(__name__)
 DEFAULT_SAMPLES = 16_384  # generated when no data is given: 4 partitions of ~80 MiB, about a minute on 2 cores
@@ -80,28 +77,52 @@ class Progress:
     started: Callable[[str], None] = lambda execution_arn: None
 
 
+def timed(progress: Progress) -> tuple[Progress, Callable[[], dict[str, float]]]:
+    """``progress`` that also clocks its stages; and a function giving each stage's seconds so far (the breakdown)."""
+    marks: list[tuple[str, float]] = [("starting", time.perf_counter())]
+
+    def stage(message: str) -> None:
+        marks.append((message.split(" ")[0], time.perf_counter()))
+        progress.stage(message)
+
+    def durations() -> dict[str, float]:
+        ends = [t for _, t in marks[1:]] + [time.perf_counter()]
+        spans: dict[str, float] = {}
+        for (name, start), end in zip(marks, ends):
+            spans[name] = round(spans.get(name, 0.0) + end - start, 3)
+        return spans
+
+    return replace(progress, stage=stage), durations
+
+
 def new_run_id() -> str:
     return time.strftime("run-%Y%m%d-%H%M%S-") + secrets.token_hex(3)
 
 
 def model_folder(spec: str, folder: Path | None, workdir: Path) -> tuple[str, Path]:
-    """(name, folder) to deploy: a user's model folder, or the built-in redshift folder
-    with the checkpoint of a config name (tiny, full) or of a checkpoint file."""
+    """(name, folder) to deploy: a user's model folder, or the built-in redshift folder with a built-in model's
+    name and seed (``builtin.json``: the worker builds the seeded weights; no torch here) or a checkpoint file's
+    weights (``model.pt``, converted here from any format ``inference.checkpoint`` reads)."""
     if folder is not None:
         if not (folder / MODULE).is_file():
             raise PayloadError(f"--model-folder {folder}: no {MODULE} in it (see the README's model folder interface)")
         return _safe_name(folder.resolve().name), folder
     if is_builtin(spec):
-        model, name = load_model(spec), canonical_name(spec)
+        name = canonical_name(spec)
+        built = workdir / f"model-{name}"
+        built.mkdir(parents=True, exist_ok=True)
+        (built / "builtin.json").write_text(json.dumps({"model": name, "seed": 0}))
     else:
+        from inference.checkpoint import checkpoint_bytes, load_checkpoint
+
         path = Path(spec)
         if not path.is_file():
             raise PayloadError(f"model: {spec!r} is neither a built-in model ({builtin_names()}) nor a checkpoint file")
-        model, name = load_checkpoint(path), _safe_name(path.stem)
-    built = workdir / f"model-{name}"
-    built.mkdir(parents=True, exist_ok=True)
+        name = _safe_name(path.stem)
+        built = workdir / f"model-{name}"
+        built.mkdir(parents=True, exist_ok=True)
+        (built / "model.pt").write_bytes(checkpoint_bytes(load_checkpoint(path)))
     shutil.copyfile(BUILTIN_FOLDER / MODULE, built / MODULE)
-    (built / "model.pt").write_bytes(checkpoint_bytes(model))
     return name, built
 
 
@@ -119,9 +140,14 @@ def content_hash(paths: list[Path]) -> str:
 
 
 def prepare_partitions(request: RunRequest, workdir: Path) -> tuple[list[Path], str]:
-    """The partition files to upload and a dataset name for data/<name>/."""
+    """The partition files to upload and a dataset name for data/<name>/ (a folder of partitions needs no torch here)."""
     if request.data is not None and request.data.is_dir():
-        return list_partitions(request.data), request.data.name or "data"
+        found = sorted_partitions(p for p in request.data.iterdir() if p.is_file())
+        if not found:
+            raise PayloadError(f"partition folder {request.data}: no <int>.pt partition files")
+        return found, request.data.name or "data"
+    from inference.data import generate, load_partition, split
+
     if request.data is not None:
         tensors = load_partition(request.data)
         label = request.data.stem
@@ -140,12 +166,20 @@ def prepare_partitions(request: RunRequest, workdir: Path) -> tuple[list[Path], 
 
 
 @contextlib.contextmanager
-def open_target(target: TargetSettings, capacity: int) -> Iterator[tuple[TargetSettings, EmbeddedEmulator | None]]:
-    """The target with a reachable endpoint; starts an in-process emulator when it needs one."""
+def open_target(target: TargetSettings, capacity: int, wait: bool = True) -> Iterator[tuple[TargetSettings, Any]]:
+    """The target with a reachable endpoint; starts an in-process emulator when it needs one.
+
+    The emulator is yielded as the engine. With ``wait`` False it is yielded
+    before its Step Functions finish loading: pass it to ``execute_run`` /
+    ``resume_run`` (``engine=``), which prewarm its Infer workers right after
+    the deploy and wait for it before starting the execution.
+    """
     if not target.in_process:
         yield target, None
         return
-    emulator = EmbeddedEmulator(capacity=capacity).start()
+    from emulator.embedded import EmbeddedEmulator  # moto: only an in-process run pays for it
+
+    emulator = EmbeddedEmulator(capacity=capacity).start(wait=wait)
     try:
         yield replace(target, endpoint_url=emulator.endpoint_url, in_process=False), emulator
     finally:
@@ -177,14 +211,17 @@ def stage_inputs(
     run_id: str,
     progress: Progress,
     deployment: deploy_mod.Deployment | None,
+    engine: Any = None,
 ) -> tuple[deploy_mod.Deployment, dict[str, Any], int]:
-    """Deploy if needed, upload the data and the model; return (deployment, payload, world size)."""
+    """Deploy if needed (an in-process engine starts Infer's workers right after), upload the data and the model;
+    return (deployment, payload, world size)."""
     if request.payload is not None:
         payload = build_payload(request, stack.bucket, "", "", run_id)
         _check_buckets(target, parse_payload(payload))
         if deployment is None:
             progress.stage("deploying")
             deployment = deploy_mod.deploy(target, stack)
+        _prewarm(engine, deployment)
         return deployment, payload, parse_payload(payload).world_size or 0
     s3 = target.client("s3")
     with tempfile.TemporaryDirectory(prefix="cosmicai-data-") as workdir:
@@ -195,6 +232,7 @@ def stage_inputs(
         if deployment is None:
             progress.stage("deploying")
             deployment = deploy_mod.deploy(target, stack)
+        _prewarm(engine, deployment)
         progress.stage(f"uploading {len(paths)} partitions and the model")
         model_name, folder = model_folder(request.model, request.model_folder, Path(workdir))
         model_key = deploy_mod.upload_model_folder(s3, stack.bucket, model_name, folder, stack.tags)
@@ -202,6 +240,18 @@ def stage_inputs(
         deploy_mod.upload_files(s3, stack.bucket, data_prefix, paths, tags=stack.tags)
     payload = build_payload(request, stack.bucket, data_prefix, model_key, run_id)
     return deployment, payload, request.world_size or len(paths)
+
+
+def _prewarm(engine: Any, deployment: deploy_mod.Deployment) -> None:
+    """Have an in-process engine start the functions' workers now: they import their handlers (Infer: torch) while
+    the data uploads. Initialize and Summarize run once per execution: one worker each; Infer: as many as run at once."""
+    if engine is None or not hasattr(engine, "prewarm"):
+        return
+    for key, count in (("infer", None), ("initialize", 1), ("summarize", 1)):
+        try:
+            engine.prewarm(deployment.function_arns[key], count)
+        except Exception as exc:  # a speed-up only: the run goes on with cold workers
+            logger.debug("prewarm of %s failed: %s", key, exc)
 
 
 def _check_buckets(target: TargetSettings, parsed: Any) -> None:
@@ -250,7 +300,7 @@ def launch(
     try:
         result = execute.wait(
             sfn, s3, arn, bucket=parsed.bucket, result_prefix=result_prefix, ranks=ranks,
-            on_progress=lambda done: progress.ranks(done, expected), timeout_s=timeout_s, since=since,
+            on_progress=lambda done, total: progress.ranks(done, total or expected), timeout_s=timeout_s, since=since,
         )
     except KeyboardInterrupt:
         _interrupted(target, stack, arn, execution_name, parsed.bucket, result_prefix, run_id, out_dir, since, append_logs, time.time() - since - 1)
@@ -302,21 +352,24 @@ def execute_run(
     progress: Progress | None = None,
     *,
     deployment: deploy_mod.Deployment | None = None,
+    engine: Any = None,
 ) -> RunOutcome:
     """Check the run folder, upload data and model, (re)deploy, run one execution, fetch its results.
 
     The folder is made only once everything is staged: a failed start leaves none behind.
     """
-    progress = progress or Progress()
+    progress, stages = timed(progress or Progress())
     run_id = runfolder.check_run_id(request.run_id or (request.payload or {}).get("run_id") or new_run_id())
     out_dir = out_dir or Path("cosmicai-out") / run_id
     runfolder.check_new(out_dir, run_id)
-    deployment, payload, world_size = stage_inputs(target, stack, request, run_id, progress, deployment)
+    deployment, payload, world_size = stage_inputs(target, stack, request, run_id, progress, deployment, engine)
+    if engine is not None:
+        engine.ready()
     run_file = {"run_id": run_id, "target": target.name, "stack": stack.name, "bucket": stack.bucket, "status": "starting",
                 "world_size": world_size or None, "payload": payload, "request": _jsonable(request), "executions": []}
     runfolder.write(out_dir, run_file)
     try:
-        return launch(
+        outcome = launch(
             target, stack, deployment, payload, run_id=run_id, execution_name=run_id, out_dir=out_dir,
             progress=progress, ranks=None, timeout_s=request.timeout_s,
         )
@@ -324,6 +377,8 @@ def execute_run(
         if (runfolder.read(out_dir) or {}).get("status") == "starting":  # no execution began: leave no folder behind
             shutil.rmtree(out_dir, ignore_errors=True)
         raise
+    runfolder.update(out_dir, stages_s=stages())  # where the command's time went: preparing, deploying, uploading, running, fetching
+    return outcome
 
 
 def _jsonable(request: RunRequest) -> dict[str, Any]:

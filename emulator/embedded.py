@@ -11,12 +11,14 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 from typing import Any
 
 import requests
 
 from emulator.motoseam import install, pool_invoke, uninstall
+from emulator.moto_speed import speed_up_moto
 from emulator.sfn_patches import patch_step_functions
 from emulator.pool import WorkerPool
 
@@ -43,12 +45,15 @@ class EmbeddedEmulator:
         self.pool: WorkerPool | None = None
         self._saved_port: str | None = None
         self._previous_seam: Any = None
+        self._patching: threading.Thread | None = None
 
     @property
     def endpoint_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "EmbeddedEmulator":
+    def start(self, wait: bool = True) -> "EmbeddedEmulator":
+        """Serve; with ``wait`` False, return once S3, IAM and Lambda answer, while Step Functions' parser
+        (about a second of imports) loads in the background: call :meth:`ready` before starting an execution."""
         from moto.server import ThreadedMotoServer
 
         global _active
@@ -64,14 +69,35 @@ class EmbeddedEmulator:
         os.environ["MOTO_PORT"] = str(self.port)
         self.pool = WorkerPool(self.endpoint_url, capacity=self.capacity, capacities=self.capacities, torch_threads=self.torch_threads)
         self._previous_seam = install(pool_invoke(self.pool))
-        patch_step_functions()
+        self._patching = threading.Thread(target=_prepare_moto, name="moto-sfn-import", daemon=True)
+        self._patching.start()
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self.server.start()
         self._wait_ready()
         response = requests.post(f"{self.endpoint_url}/moto-api/config", json={"stepfunctions": {"execute_state_machine": True}}, timeout=10)
         response.raise_for_status()
+        if wait:
+            self.ready()
         logger.info("embedded emulator on %s", self.endpoint_url)
         return self
+
+    def ready(self) -> None:
+        """Block until every service is ready (Step Functions' patches installed)."""
+        if self._patching is not None:
+            self._patching.join()
+
+    def prewarm(self, function_arn: str, count: int | None = None) -> None:
+        """Start ``count`` (default: its capacity) execution environments of a function version now, so they
+        import the handler while the caller goes on (Lambda's provisioned concurrency, in effect)."""
+        from moto.awslambda.models import lambda_backends
+
+        from emulator.motoseam import function_spec
+
+        if self.pool is None:
+            return
+        region, account = function_arn.split(":")[3], function_arn.split(":")[4]
+        fn = lambda_backends[account][region].get_function_by_name_or_arn_with_qualifier(function_arn)
+        self.pool.prewarm(function_spec(fn), getattr(fn, "code_bytes", b"") or b"", count)
 
     def _wait_ready(self, timeout_s: float = 15.0) -> None:
         deadline = time.time() + timeout_s
@@ -114,3 +140,9 @@ class EmbeddedEmulator:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def _prepare_moto() -> None:
+    """moto's Step Functions parser: imported, made faithful (``sfn_patches``) and fast (``moto_speed``)."""
+    patch_step_functions()
+    speed_up_moto()

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import threading
-import time
 import shutil
 import uuid
 from typing import Any
@@ -98,20 +96,10 @@ class FunctionPool:
             self.idle.append(environment)
 
     def shutdown(self) -> None:
+        """Kill every environment at once: the service is going away, as Lambda's sandboxes do (no grace)."""
         with self.lock:
             environments, self.all, self.idle = list(self.all), [], []
         for environment in environments:
-            if environment.alive():
-                try:
-                    environment._send({"op": "stop"})
-                except OSError:
-                    pass
-        deadline = time.time() + 5
-        for environment in environments:
-            try:
-                environment.process.wait(timeout=max(0.1, deadline - time.time()))  # type: ignore[union-attr]
-            except subprocess.TimeoutExpired:
-                pass
             environment.kill()
 
 
@@ -155,6 +143,17 @@ class WorkerPool:
                 self.pools[spec] = pool
             return pool
 
+    def prewarm(self, spec: FunctionSpec, code: bytes, count: int | None = None) -> None:
+        """Start up to ``count`` idle environments of ``spec`` now (they import the handler in the background)."""
+        pool = self._pool(spec, code)
+        wanted = pool.capacity if count is None else min(count, pool.capacity)
+        with pool.lock:
+            missing = wanted - len(pool.all)
+        for _ in range(max(0, missing)):
+            environment = pool._start()
+            with pool.lock:
+                pool.idle.append(environment)
+
     def invoke(self, spec: FunctionSpec, code: bytes, event: Any) -> InvocationResult:
         """Run one invocation of ``spec`` (its zip ``code``) on a warm environment."""
         try:
@@ -175,9 +174,6 @@ class WorkerPool:
         with self.lock:
             self.closed = True
             pools, self.pools = list(self.pools.values()), {}
-        stoppers = [threading.Thread(target=pool.shutdown) for pool in pools]  # each waits up to 5 s: in parallel
-        for stopper in stoppers:
-            stopper.start()
-        for stopper in stoppers:
-            stopper.join()
+        for pool in pools:
+            pool.shutdown()
         shutil.rmtree(self.root, ignore_errors=True)

@@ -6,8 +6,9 @@ Artifacts, all under the run's ``result_prefix`` (default ``results/<run_id>``):
 (a dict of tensors ``predictions`` and ``redshifts``, both (N,)), ``combined_data.json``
 (all records, in rank order) and ``summary.json``.
 
-Only Infer imports torch (lazily, from ``inference.rank``): Initialize,
-RecordFailure and Summarize are small zip functions without it on AWS.
+Infer is ``inference.infer.handler`` (its module imports torch in the init
+phase, as a Lambda's module-level imports run); Initialize, RecordFailure and
+Summarize live here and never import torch: on AWS they are small zips without it.
 Handlers raise on failure; the exception's class name becomes the Lambda
 ``errorType`` that the state machine's Retry/Catch match on. Each invocation
 logs ``cosmicai run=<run_id>`` (Initialize: ``execution=<name>``) first, so the
@@ -27,6 +28,7 @@ from botocore.exceptions import ClientError
 
 from inference import constants, s3io
 from inference.errors import CosmicAIError, PayloadError, RanksFailed
+from inference.modelfiles import MANIFEST, ModelFolderError, parse_manifest
 from inference.payload import RankItem, RunConfig, parse_payload
 from inference.plan import partition_keys, plan_items
 from inference.records import failed_record, seconds_since, utc_now
@@ -35,7 +37,7 @@ from inference.summary import build_summary
 logger = logging.getLogger(__name__)
 
 
-def _records_prefix(result_prefix: str) -> str:
+def records_prefix(result_prefix: str) -> str:
     return f"{result_prefix}/ranks/"
 
 
@@ -55,14 +57,14 @@ def initialize(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         keys = partition_keys(s3io.iter_keys(payload.source_bucket, prefix), prefix)
     except ClientError as exc:
         raise PayloadError(f"bucket: cannot list s3://{payload.source_bucket}/{prefix}: {exc.response['Error']['Code']}") from None
-    items = plan_items(payload, keys, run_id, result_prefix)
+    items = plan_items(payload, keys, run_id, result_prefix, _model_digest(payload.bucket, payload.model_object_key()))
     done = _succeeded_ranks(payload.bucket, result_prefix)
     claim(payload.bucket, result_prefix, run_id, name, resume=payload.resume)
     if payload.resume:
         items = [item for item in items if item.rank not in done]
         manifest_key = f"{result_prefix}/manifest-resume-{name or int(time.time())}.json"
     else:
-        existing = next(s3io.iter_keys(payload.bucket, _records_prefix(result_prefix)), None)
+        existing = next(s3io.iter_keys(payload.bucket, records_prefix(result_prefix)), None)
         if existing:
             raise PayloadError(
                 f"result_prefix: s3://{payload.bucket}/{result_prefix} already holds results ({existing}); "
@@ -87,6 +89,15 @@ def initialize(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         prior_wall_time_s=payload.prior_wall_time_s,
     )
     return config.model_dump()
+
+
+def _model_digest(bucket: str, model_key: str) -> str | None:
+    """The deployed model folder's digest, read once for the whole run; None if unreadable (each rank then reports why)."""
+    where = f"s3://{bucket}/{model_key}/"
+    try:
+        return parse_manifest(s3io.get_bytes(bucket, f"{model_key}/{MANIFEST}"), where)["digest"]
+    except (ClientError, ModelFolderError):
+        return None
 
 
 def claim(bucket: str, result_prefix: str, run_id: str, execution: str, resume: bool = False) -> None:
@@ -119,25 +130,6 @@ def _succeeded_ranks(bucket: str, result_prefix: str) -> set[int]:
 
 
 # -- Infer ----------------------------------------------------------------------
-
-
-def infer(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    """One rank: run it, then write predictions/<rank>.pt and ranks/<rank>.json."""
-    from inference.rank import run_rank, tensor_bytes
-
-    started = time.perf_counter()
-    item = RankItem.model_validate(event)
-    logger.info("cosmicai run=%s rank=%d", item.run_id, item.rank)
-    record, tensors = run_rank(item)
-    buffer = tensor_bytes(tensors)
-    with s3io.phase("result"):
-        s3io.put_bytes(item.bucket, record["result_path"], buffer)
-    record.update(s3io.timings())
-    record["lambda_memory_mb"] = int(os.environ.get(constants.FUNCTION_MEMORY_MB, "0")) or None
-    record["lambda_duration_s"] = time.perf_counter() - started
-    s3io.put_json(item.bucket, f"{_records_prefix(item.result_prefix)}{item.rank}.json", record)
-    logger.info("rank %d/%d: %d samples, %.1f samples/s", item.rank, item.world_size, record["num_samples"], record["sample_persec"])
-    return {"rank": item.rank, "status": "succeeded"}
 
 
 # -- RecordFailure ----------------------------------------------------------------
@@ -182,7 +174,7 @@ def record_failure(event: dict[str, Any], context: Any = None) -> dict[str, Any]
         device=item.device,
         lambda_duration_s=seconds_since(started),
     )
-    s3io.put_json(item.bucket, f"{_records_prefix(item.result_prefix)}{item.rank}.json", record)
+    s3io.put_json(item.bucket, f"{records_prefix(item.result_prefix)}{item.rank}.json", record)
     logger.warning("rank %d/%d failed: %s: %s", item.rank, item.world_size, error_type, message)
     return {"rank": item.rank, "status": "failed"}
 
@@ -192,7 +184,7 @@ def record_failure(event: dict[str, Any], context: Any = None) -> dict[str, Any]
 
 def _read_records(bucket: str, result_prefix: str) -> dict[int, dict[str, Any]]:
     """Every ranks/<rank>.json under the run (paginated listing, parallel reads)."""
-    prefix = _records_prefix(result_prefix)
+    prefix = records_prefix(result_prefix)
     keys = [key for key in s3io.iter_keys(bucket, prefix) if key.endswith(".json") and key[len(prefix) : -5].isdigit()]
     with ThreadPoolExecutor(max_workers=8) as pool:
         records = list(pool.map(lambda key: s3io.get_json(bucket, key), keys))
@@ -243,4 +235,4 @@ def summarize(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     return {"run_id": config.run_id, "status": summary["status"], "summary_key": f"{config.result_prefix}/summary.json"}
 
 
-__all__ = ["initialize", "infer", "record_failure", "summarize", "CosmicAIError"]
+__all__ = ["initialize", "record_failure", "summarize", "records_prefix", "CosmicAIError"]

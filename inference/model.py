@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from inference.errors import UnknownModel
+from inference.naming import ALIASES, BUILTIN_MODELS, DEFAULT_MODEL, builtin_names, canonical_name, is_builtin  # noqa: F401 (re-exported)
 
 
 @dataclass(frozen=True)
@@ -98,22 +99,7 @@ CONFIGS: dict[str, ModelConfig] = {
         inception_widths=(4, 4, 2, 2, 2), magnitude_width=32, magnitude_layers=2, head_width=32,
     ),  # the same architecture scaled down (54,565 parameters): unit and functional tests
 }
-ALIASES = {"full": "astromae"}  # earlier name of the default model
-DEFAULT_MODEL = "astromae"
-
-
-def canonical_name(name: str) -> str:
-    """A built-in model's name with aliases resolved (``full`` -> ``astromae``)."""
-    return ALIASES.get(name, name)
-
-
-def is_builtin(name: str) -> bool:
-    return canonical_name(name) in CONFIGS
-
-
-def builtin_names() -> str:
-    """The valid built-in names, for error messages."""
-    return ", ".join([*CONFIGS, *(f"{a} (= {t})" for a, t in ALIASES.items())])
+assert tuple(CONFIGS) == BUILTIN_MODELS, "inference.naming.BUILTIN_MODELS names the configs"
 
 
 def resolve_config(config: ModelConfig | str) -> ModelConfig:

@@ -1,7 +1,8 @@
-"""Partition names and sizes, with no torch import (the small zip Lambdas use these).
+"""Names, with no torch import: partitions and sizes (the small zip Lambdas use these), and the built-in models.
 
 Partition files are named ``<int>.pt`` so that numeric order is rank order:
-1, 2, ..., 10, 100 -- never lexicographic.
+1, 2, ..., 10, 100 -- never lexicographic. The built-in models' names are
+here so that a command that only names a model need not import torch.
 """
 
 from __future__ import annotations
@@ -58,3 +59,20 @@ def sorted_partitions(paths_or_keys: Iterable[T]) -> list[T]:
     return [item for _, item in sorted(keyed, key=lambda kv: kv[0])]
 
 
+BUILTIN_MODELS = ("astromae", "tiny")  # inference.model.CONFIGS has one config for each
+ALIASES = {"full": "astromae"}  # earlier name of the default model
+DEFAULT_MODEL = "astromae"
+
+
+def canonical_name(name: str) -> str:
+    """A built-in model's name with aliases resolved (``full`` -> ``astromae``)."""
+    return ALIASES.get(name, name)
+
+
+def is_builtin(name: str) -> bool:
+    return canonical_name(name) in BUILTIN_MODELS
+
+
+def builtin_names() -> str:
+    """The valid built-in names, for error messages."""
+    return ", ".join([*BUILTIN_MODELS, *(f"{a} (= {t})" for a, t in ALIASES.items())])

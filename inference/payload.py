@@ -215,6 +215,7 @@ class RankItem(BaseModel):
     result_prefix: str
     model_key: str
     metrics: Literal["wall-clock", "reference"] = "wall-clock"
+    model_digest: str | None = None  # the model folder's digest when Initialize read it: a warm worker holding it skips the manifest GET
 
 
 class RunConfig(BaseModel):

@@ -31,7 +31,7 @@ def assign_partitions(keys: list[str], world_size: int) -> list[list[str]]:
     return blocks
 
 
-def plan_items(payload: Payload, keys: list[str], run_id: str, result_prefix: str) -> list[RankItem]:
+def plan_items(payload: Payload, keys: list[str], run_id: str, result_prefix: str, model_digest: str | None = None) -> list[RankItem]:
     """One manifest item per rank (ranks are 1-based), from the sorted partition keys."""
     if not keys:
         raise PayloadError(f"data_prefix: no partitions (<n>.pt) under s3://{payload.source_bucket}/{payload.partition_prefix}")
@@ -55,6 +55,7 @@ def plan_items(payload: Payload, keys: list[str], run_id: str, result_prefix: st
             result_prefix=result_prefix,
             model_key=payload.model_object_key(),
             metrics=payload.metrics,
+            model_digest=model_digest,
         )
         for rank, block in enumerate(blocks, start=1)
     ]

@@ -32,14 +32,19 @@ if os.environ.get(constants.TORCH_THREADS):
     torch.set_num_threads(max(1, int(os.environ[constants.TORCH_THREADS])))
 
 
-def _load_model(bucket: str, prefix: str, device: str) -> tuple[LoadedModel, bool]:
-    """The model folder under s3://bucket/prefix/, cached per warm worker; reloaded only if its digest changed."""
+def _load_model(bucket: str, prefix: str, device: str, digest: str | None = None) -> tuple[LoadedModel, bool]:
+    """The model folder under s3://bucket/prefix/, cached per warm worker; reloaded only if its digest changed.
+
+    ``digest`` (read by Initialize, once per run): a warm worker that holds that model needs no S3 call at all.
+    """
     where = f"s3://{bucket}/{prefix}/"
+    cached = _MODELS.get((bucket, prefix, device))
+    if digest is not None and cached and cached.digest == digest:
+        return cached, False
     try:
         folder_manifest = parse_manifest(s3io.get_bytes(bucket, f"{prefix}/{MANIFEST}"), where)
     except ClientError:
         raise ModelFolderError(f"model folder {where}: not found (no {MANIFEST}; deploy it with --model-folder)") from None
-    cached = _MODELS.get((bucket, prefix, device))
     if cached and cached.digest == folder_manifest["digest"]:
         return cached, False
     local = Path(tempfile.gettempdir()) / "cosmicai-models" / folder_manifest["digest"]
@@ -93,7 +98,7 @@ def run_rank(item: RankItem) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     redshifts = torch.cat([p.redshifts for p in parts]) if len(parts) > 1 else parts[0].redshifts  # (N,)
     model_started = time.perf_counter()
     with s3io.phase("model"):
-        model, cold = _load_model(item.bucket, item.model_key, item.device)
+        model, cold = _load_model(item.bucket, item.model_key, item.device, item.model_digest)
     model_load_s = time.perf_counter() - model_started
     load_time_s = time.perf_counter() - started
     tensors = {"images": images, "magnitudes": magnitudes, "redshifts": redshifts}

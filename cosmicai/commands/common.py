@@ -16,7 +16,7 @@ def add_aws_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_model(spec: str) -> str:
     """``spec`` if it names a built-in model or an existing checkpoint file, else BadInput listing the names."""
-    from inference.model import builtin_names, is_builtin
+    from inference.naming import builtin_names, is_builtin
 
     if not is_builtin(spec) and not Path(spec).is_file():
         raise BadInput(f"--model {spec!r}: not a built-in model ({builtin_names()}) and no such checkpoint file")

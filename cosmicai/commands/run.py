@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -171,12 +172,16 @@ def main(args: argparse.Namespace) -> int:
             target, stack, yes=args.yes, image_uri=args.image_uri, show=console.err.print,
             world_size=ranks, samples_per_rank=_estimate_samples_per_rank(args, ranks),
         )
-    with console.run_progress(enabled=not args.json) as progress, open_target(target, capacity=concurrency) as (live, _):
+    clock = time.perf_counter()
+    with console.run_progress(enabled=not args.json) as progress, open_target(target, capacity=concurrency, wait=False) as (live, engine):
+        opened = time.perf_counter()
         if target.name == "aws":
             from cosmicai.aws import console_url
 
             progress.started = lambda arn: console.err.print(f"execution: {console_url(target.region, arn)}")
-        outcome = execute_run(live, stack, request, args.out, progress)
+        outcome = execute_run(live, stack, request, args.out, progress, engine=engine)
+        finished = time.perf_counter()
+    _record_start_and_shutdown(outcome.out_dir, opened - clock, time.perf_counter() - finished)
     report(args, outcome)
     return outcome.exit_code
 
@@ -198,8 +203,13 @@ def _resume(args: argparse.Namespace) -> int:
     check_ready(target)
     concurrency = args.max_concurrency or max(1, min(os.cpu_count() or 1, 4))
     stack = Stack(name=saved.get("stack", args.stack), bucket=saved.get("bucket", args.bucket), infer_memory_mb=args.memory, infer_timeout_s=args.timeout, max_concurrency=concurrency)
-    with console.run_progress(enabled=not args.json) as progress, open_target(target, capacity=concurrency) as (live, _):
-        outcome = resume_run(live, stack, run_dir, progress)
+    clock = time.perf_counter()
+    with console.run_progress(enabled=not args.json) as progress, open_target(target, capacity=concurrency, wait=False) as (live, engine):
+        opened = time.perf_counter()
+        outcome = resume_run(live, stack, run_dir, progress, engine=engine)
+        finished = time.perf_counter()
+    if outcome is not None:
+        _record_start_and_shutdown(outcome.out_dir, opened - clock, time.perf_counter() - finished)
     if outcome is None:
         console.err.print(f"run {args.resume}: every rank already succeeded; nothing to re-run ({run_dir})")
         if args.json and (run_dir / "summary.json").is_file():
@@ -207,6 +217,15 @@ def _resume(args: argparse.Namespace) -> int:
         return 0
     report(args, outcome)
     return outcome.exit_code
+
+
+def _record_start_and_shutdown(out_dir: Path, start_s: float, shutdown_s: float) -> None:
+    """Complete run.json's ``stages_s`` breakdown with the target's start (an in-process emulator) and shutdown."""
+    from cosmicai import runfolder
+
+    saved = runfolder.read(out_dir) or {}
+    stages = {"start": round(start_s, 3), **saved.get("stages_s", {}), "shutdown": round(shutdown_s, 3)}
+    runfolder.update(out_dir, stages_s=stages)
 
 
 def report(args: argparse.Namespace, outcome: Any) -> None:

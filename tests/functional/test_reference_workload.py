@@ -44,7 +44,11 @@ def test_a_reference_checkpoint_over_reference_partitions_predicts_what_the_refe
     for record in records:
         assert record["metrics"] == "reference"
         assert record["sample_persec"] == record["num_samples"] / record["total_cpu_time (seconds)"]  # the reference's definition
-        assert record["s3_num_requests"] >= 3 and record["s3_data_download_s"] > 0 and record["s3_result_upload_s"] > 0
-        assert record["s3_model_download_s"] > 0
+        assert record["s3_num_requests"] >= 2 and record["s3_data_download_s"] > 0 and record["s3_result_upload_s"] > 0
+        if record["cold_start"]:
+            assert record["s3_model_download_s"] > 0
+        else:  # the run's model digest (read once by Initialize): a warm worker holding it asks S3 nothing about the model
+            assert record["s3_model_download_s"] == 0
+    assert any(record["cold_start"] for record in records)
     logs = (outcome.out_dir / "logs" / f"{tiny_stack.function_name('infer')}.log").read_text()
     assert "cast magnitudes float64 to float32" in logs

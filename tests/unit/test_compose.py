@@ -170,8 +170,8 @@ def test_dockerfile_installs_only_what_runs_in_lambda_readable_by_the_lambda_use
     copies = [i for i in instructions if i.startswith("COPY ")]
     assert copies == ["COPY inference /tmp/inference"]  # not cosmicai/, emulator/ or stepfn/: they never run in Lambda
     assert any('cp -r /tmp/inference "$purelib/inference"' in i and "chmod -R a+rX" in i for i in instructions)
-    assert "USER 993:993" in instructions and instructions[-2:] == ["USER root", 'CMD ["inference.handlers.infer"]']
-    assert "inference.handlers.infer" in HANDLERS.values()
+    assert "USER 993:993" in instructions and instructions[-2:] == ["USER root", 'CMD ["inference.infer.handler"]']
+    assert "inference.infer.handler" in HANDLERS.values()
 
 
 def test_dockerignore_keeps_the_context_to_what_the_image_copies():

@@ -59,3 +59,36 @@ def test_the_step_functions_patches_sit_where_moto_needs_them():
     assert hasattr(StateMachine, "_handle_name_input_idempotency") and not hasattr(StateMachineVersion, "_handle_name_input_idempotency")
     assert "source_arn" in inspect.getsource(StateMachineVersion.__init__)
     assert callable(StepFunctionResponse.list_state_machine_versions)
+
+
+def test_moto_speed_ups_keep_what_moto_returns():
+    """Contract for ``emulator.moto_speed``: the module listing, the JSONPath parses and the
+    Step Functions clients are cached where moto calls them, and answer what moto's own would."""
+    import moto.backends as backends
+    from moto.stepfunctions.parser.asl.component.common.path import result_path
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+    from moto.stepfunctions.parser.asl.utils import boto_client, json_path
+
+    from emulator.moto_speed import speed_up_moto
+
+    listed_before = sorted(backends.list_of_moto_modules())
+    speed_up_moto()
+    speed_up_moto()  # idempotent
+    assert sorted(backends.list_of_moto_modules()) == listed_before and "s3" in listed_before
+    assert backends.list_of_moto_modules() is backends.list_of_moto_modules()
+
+    data = {"a": {"b": [1, 2, 3]}}
+    assert json_path.extract_json("$.a.b[1]", data) == 2
+    assert json_path.parse("$.a.b") is json_path.parse("$.a.b")
+    assert result_path.parse("$.x") is result_path.parse("$.x")
+    assert result_path.parse("$.x").update_or_create({}, 5) == {"x": 5}
+
+    client = boto_client.boto_client_for("us-east-1", "lambda")
+    assert boto_client.boto_client_for("us-east-1", "lambda") is client
+    assert lambda_eval_utils.boto_client_for is boto_client.boto_client_for  # the module that imported it by name
+    original = boto_client._cosmicai_original("us-east-1", "lambda")
+    assert client.meta.endpoint_url == original.meta.endpoint_url
+    assert client.meta.config.retries == original.meta.config.retries
+    assert client.meta.config.read_timeout == original.meta.config.read_timeout
+    assert client.meta.config.max_pool_connections >= 64
+    assert boto_client.boto_client_for("eu-west-1", "lambda").meta.region_name == "eu-west-1"
