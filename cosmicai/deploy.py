@@ -1,11 +1,19 @@
 """Deploy the pipeline: bucket, role, the four functions, the state machine; upload model and data.
 
-The same code deploys every target; what differs is in ``TargetSettings``:
-``packaging`` "zip" (embedded, LocalStack: every function a zip of the
-handlers) or "image" (AWS: Infer from the inference container image,
-Initialize/RecordFailure/Summarize as small zips with their dependencies
-vendored). Every resource is tagged ``cosmicai:stack=<name>``. Idempotent:
-a second deploy with the same inputs changes nothing.
+The same code deploys every target, packaged as for AWS wherever the engine can
+run it, so the emulators prove the packaging: Initialize/RecordFailure/Summarize
+are small zips of the handlers with their dependencies (pydantic and co) vendored
+into the zip (AWS: wheels that ``cosmicai.aws`` downloads; offline: copied from
+this environment, :func:`offline_vendor_dir`), and Infer (torch) is a container
+image: on AWS the one ``cosmicai.aws`` builds and pushes; offline (the embedded
+target, and LocalStack in host mode, whose engines run images through our
+workers) an image "built" into the local image store (``emulator.runtimes``:
+the handlers as its files, ``inference.infer.handler`` as its CMD, as
+``inference/Dockerfile``) named ``<RUNTIME_IMAGE repository>:<content hash>``.
+LocalStack in Docker (compose.yaml; its community edition runs no images) gets
+Infer as a zip, run in the runtime image it maps the zip runtime to. Every
+resource is tagged ``cosmicai:stack=<name>``. Idempotent: a second deploy with
+the same inputs changes nothing.
 
 Objects written: ``results/`` and ``scripts/`` folder markers,
 ``scripts/<model>/`` (a model folder and its ``cosmicai-folder.json``) and
@@ -14,13 +22,15 @@ Objects written: ``results/`` and ``scripts/`` folder markers,
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
 import re
+import sys
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
@@ -54,6 +64,7 @@ BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")  # S3's bucket n
 MAX_MEMORY_MB = 10_240  # Lambda's limit
 MAX_TIMEOUT_S = 900  # Lambda's limit
 _ZIP_DATE = (2024, 1, 1, 0, 0, 0)  # fixed timestamps: same sources, same zip, same CodeSha256
+OFFLINE_VENDORED = ("pydantic", "pydantic_core", "typing_extensions", "annotated_types", "typing_inspection")  # cosmicai.aws VENDORED, installed
 
 
 @dataclass(frozen=True)
@@ -129,12 +140,55 @@ def package_handlers(extra_files: dict[str, bytes] | None = None, vendor_dir: Pa
     return buffer.getvalue()
 
 
+def offline_vendor_dir() -> Path:
+    """The zips' dependencies (:data:`OFFLINE_VENDORED`) copied from this environment, once, into the cache (no network)."""
+    from importlib.metadata import version
+
+    from emulator.runtimes import vendor
+    from emulator.state import cache_home
+
+    pins = " ".join(f"{name}=={version(name)}" for name in OFFLINE_VENDORED)
+    tag = f"py{sys.version_info.major}{sys.version_info.minor}-{hashlib.sha256(pins.encode()).hexdigest()[:10]}"
+    return vendor(OFFLINE_VENDORED, cache_home() / "vendor" / f"offline-{tag}")
+
+
+def runs_local_images(target: TargetSettings) -> bool:
+    """Whether the target's engine runs image functions from the local image store: the embedded target's pool, and
+    LocalStack in host mode (our executor); not LocalStack in Docker (its community edition runs no images)."""
+    if target.name == "embedded":
+        return True
+    if target.name != "localstack" or not target.endpoint_url:
+        return False
+    from emulator.localstack_host import running
+
+    port = target.endpoint_url.rstrip("/").rsplit(":", 1)[-1]
+    state = running(int(port)) if port.isdigit() else None
+    return bool(state and state.get("endpoint") == target.endpoint_url.rstrip("/"))
+
+
+def build_local_image(stack: Stack) -> str:
+    """The Infer image, offline: the handlers (and ``extra_files``) as its files, Infer's handler as its CMD, saved
+    in the local image store under ``<RUNTIME_IMAGE repository>:<content hash>``; its URI."""
+    from cosmicai.targets import RUNTIME_IMAGE
+    from emulator.runtimes import save_local_image
+
+    files = package_handlers(stack.extra_files)
+    command = [HANDLERS["infer"]]
+    uri = f"{RUNTIME_IMAGE.rsplit(':', 1)[0]}:{hashlib.sha256(files + json.dumps(command).encode()).hexdigest()[:16]}"
+    save_local_image(uri, files, command)
+    return uri
+
+
 def account_id(target: TargetSettings) -> str:
     return target.client("sts").get_caller_identity()["Account"]
 
 
-def deploy(target: TargetSettings, stack: Stack) -> Deployment:
-    """Create or update everything the pipeline needs on the target."""
+def deploy(target: TargetSettings, stack: Stack, on_function: Callable[[str, str], None] | None = None) -> Deployment:
+    """Create or update everything the pipeline needs on the target.
+
+    ``on_function(key, version_arn)`` is called as soon as each function's version is
+    published (an in-process engine starts its workers then, while the deploy goes on).
+    """
     s3, iam, lam, sfn, logs = (target.client(s) for s in ("s3", "iam", "lambda", "stepfunctions", "logs"))
     image = target.packaging == "image"
     if image and not stack.image_uri:
@@ -143,7 +197,9 @@ def deploy(target: TargetSettings, stack: Stack) -> Deployment:
     ensure_bucket(s3, stack.bucket, target.region, stack.tags)
     lambda_policy = iam_docs.lambda_policy(bucket=stack.bucket, data_bucket=stack.bucket, stack_name=stack.name, region=target.region, account=account)
     lambda_role = ensure_role(iam, f"{stack.name}-lambda", iam_docs.LAMBDA_TRUST, lambda_policy, stack.tags)
-    code = package_handlers(stack.extra_files, stack.vendor_dir if image else None)
+    if not image:  # offline: packaged as for AWS wherever the engine can run it
+        stack = replace(stack, vendor_dir=offline_vendor_dir(), image_uri=build_local_image(stack) if runs_local_images(target) else None)
+    code = package_handlers(stack.extra_files, stack.vendor_dir)
     environment = {
         "COSMICAI_TARGET": target.name,
         "COSMICAI_STACK": stack.name,
@@ -153,21 +209,20 @@ def deploy(target: TargetSettings, stack: Stack) -> Deployment:
     }
     arns = {}
     with deploy_lock(s3, stack.bucket, f"{stack.name}-deploy"):
-        return _deploy_locked(target, stack, account, lambda_role, code, environment, arns)
+        return _deploy_locked(target, stack, account, lambda_role, code, environment, arns, on_function)
 
 
 def _deploy_locked(target: TargetSettings, stack: Stack, account: str, lambda_role: str, code: bytes | None,
-                   environment: dict[str, str], arns: dict[str, str]) -> Deployment:
+                   environment: dict[str, str], arns: dict[str, str], on_function: Callable[[str, str], None] | None = None) -> Deployment:
     """The functions, their versions and the state machine (under the deploy lock)."""
     iam, lam, sfn, logs = (target.client(s) for s in ("iam", "lambda", "stepfunctions", "logs"))
-    image = target.packaging == "image"
 
     def one(key: str) -> str:
         """Create or update one function and publish its version; its version's ARN."""
         heavy = key == "infer"
         name = stack.function_name(key)
         ensure_log_group(logs, f"/aws/lambda/{name}", stack.tags)
-        from_image = image and heavy
+        from_image = heavy and stack.image_uri is not None
         spec = FunctionSpec(
             name=name,
             role_arn=lambda_role,
@@ -179,9 +234,13 @@ def _deploy_locked(target: TargetSettings, stack: Stack, account: str, lambda_ro
             runtime=None if from_image else (target.zip_runtime or stack.runtime),
             code=None if from_image else code,
             image_uri=stack.image_uri if from_image else None,
+            image_command=(stack.handler_overrides[key],) if from_image and key in stack.handler_overrides else (),
         )
         ensure_function(lam, spec)
-        return ensure_version(lam, name)
+        version = ensure_version(lam, name)
+        if on_function is not None:
+            on_function(key, version)
+        return version
 
     with ThreadPoolExecutor(max_workers=len(HANDLERS)) as pool:  # four independent functions: deployed side by side
         arns.update(zip(HANDLERS, pool.map(one, HANDLERS)))

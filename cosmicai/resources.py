@@ -106,6 +106,7 @@ class FunctionSpec:
     runtime: str | None = None  # zip
     code: bytes | None = None  # zip
     image_uri: str | None = None  # image
+    image_command: tuple[str, ...] = ()  # image: ImageConfig.Command (the handler; the image's CMD when empty)
 
     def config(self) -> dict[str, Any]:
         config: dict[str, Any] = {
@@ -116,6 +117,8 @@ class FunctionSpec:
         }
         if self.image_uri is None:
             config.update(Handler=self.handler, Runtime=self.runtime)
+        elif self.image_command:
+            config.update(ImageConfig={"Command": list(self.image_command)})
         return config
 
 
@@ -125,6 +128,8 @@ def _config_differs(current: dict[str, Any], desired: dict[str, Any]) -> bool:
         if key == "Environment":
             have = (have or {}).get("Variables", {})
             value = value["Variables"]
+        if key == "ImageConfig":
+            have = {"Command": current.get("ImageConfigResponse", {}).get("ImageConfig", {}).get("Command")}
         if have != value:
             return True
     return False
@@ -165,6 +170,17 @@ def ensure_function(lam: Any, spec: FunctionSpec) -> str:
 _VERSIONED = ("CodeSha256", "MemorySize", "Timeout", "Handler", "Runtime", "Environment", "Role", "EphemeralStorage")
 
 
+def _same_image(lam: Any, latest: dict[str, Any], version: dict[str, Any]) -> bool:
+    """Whether an image function's version runs $LATEST's image and command (an engine without Docker may give every
+    image the same CodeSha256)."""
+    if latest.get("PackageType") != "Image":
+        return True
+    def image(arn: str) -> tuple[Any, Any]:
+        answer = lam.get_function(FunctionName=arn)
+        return answer.get("Code", {}).get("ImageUri"), answer["Configuration"].get("ImageConfigResponse", {}).get("ImageConfig", {}).get("Command")
+    return image(latest["FunctionArn"]) == image(version["FunctionArn"])
+
+
 def ensure_version(lam: Any, name: str) -> str:
     """The qualified ARN of a published version equal to $LATEST (published now only if none is).
 
@@ -178,7 +194,7 @@ def ensure_version(lam: Any, name: str) -> str:
         for version in page["Versions"]:
             if version["Version"] != "$LATEST" and (newest is None or int(version["Version"]) > int(newest["Version"])):
                 newest = version
-    if newest is not None and all(newest.get(k) == latest.get(k) for k in _VERSIONED):
+    if newest is not None and all(newest.get(k) == latest.get(k) for k in _VERSIONED) and _same_image(lam, latest, newest):
         return newest["FunctionArn"]
     try:
         published = lam.publish_version(FunctionName=name, CodeSha256=latest["CodeSha256"])

@@ -220,8 +220,9 @@ def stage_inputs(
         _check_buckets(target, parse_payload(payload))
         if deployment is None:
             progress.stage("deploying")
-            deployment = deploy_mod.deploy(target, stack)
-        _prewarm(engine, deployment)
+            deployment = deploy_mod.deploy(target, stack, on_function=_prewarmer(engine))
+        else:
+            _prewarm(engine, deployment)
         return deployment, payload, parse_payload(payload).world_size or 0
     s3 = target.client("s3")
     with tempfile.TemporaryDirectory(prefix="cosmicai-data-") as workdir:
@@ -231,8 +232,9 @@ def stage_inputs(
             raise PayloadError(f"world_size: {request.world_size} is larger than the number of partitions ({len(paths)})")
         if deployment is None:
             progress.stage("deploying")
-            deployment = deploy_mod.deploy(target, stack)
-        _prewarm(engine, deployment)
+            deployment = deploy_mod.deploy(target, stack, on_function=_prewarmer(engine))
+        else:
+            _prewarm(engine, deployment)
         progress.stage(f"uploading {len(paths)} partitions and the model")
         model_name, folder = model_folder(request.model, request.model_folder, Path(workdir))
         model_key = deploy_mod.upload_model_folder(s3, stack.bucket, model_name, folder, stack.tags)
@@ -242,16 +244,33 @@ def stage_inputs(
     return deployment, payload, request.world_size or len(paths)
 
 
-def _prewarm(engine: Any, deployment: deploy_mod.Deployment) -> None:
-    """Have an in-process engine start the functions' workers now: they import their handlers (Infer: torch) while
-    the data uploads. Initialize and Summarize run once per execution: one worker each; Infer: as many as run at once."""
+_PREWARM = {"infer": None, "initialize": 1, "summarize": 1}  # workers per function (None: as many as run at once)
+
+
+def _prewarmer(engine: Any) -> Callable[[str, str], None] | None:
+    """What ``deploy`` calls as each function is published: an in-process engine starts its workers then, so they
+    import their handlers (Infer: torch) while the deploy and the uploads go on. Initialize and Summarize run once
+    per execution: one worker each; Infer: as many as run at once."""
     if engine is None or not hasattr(engine, "prewarm"):
-        return
-    for key, count in (("infer", None), ("initialize", 1), ("summarize", 1)):
+        return None
+
+    def prewarm(key: str, arn: str) -> None:
+        if key not in _PREWARM:
+            return
         try:
-            engine.prewarm(deployment.function_arns[key], count)
+            engine.prewarm(arn, _PREWARM[key])
         except Exception as exc:  # a speed-up only: the run goes on with cold workers
             logger.debug("prewarm of %s failed: %s", key, exc)
+
+    return prewarm
+
+
+def _prewarm(engine: Any, deployment: deploy_mod.Deployment) -> None:
+    """Start the workers of an existing deployment's functions (see ``_prewarmer``)."""
+    prewarm = _prewarmer(engine)
+    if prewarm is not None:
+        for key, arn in deployment.function_arns.items():
+            prewarm(key, arn)
 
 
 def _check_buckets(target: TargetSettings, parsed: Any) -> None:

@@ -17,9 +17,12 @@ from typing import Any
 
 import requests
 
+from emulator import lambda_rules
 from emulator.motoseam import install, pool_invoke, uninstall
 from emulator.moto_speed import speed_up_moto
 from emulator.sfn_patches import patch_step_functions
+from emulator.sfn_limits import install_sfn_limits
+from emulator.sfn_map_runs import install_map_runs
 from emulator.pool import WorkerPool
 
 logger = logging.getLogger(__name__)
@@ -69,6 +72,7 @@ class EmbeddedEmulator:
         os.environ["MOTO_PORT"] = str(self.port)
         self.pool = WorkerPool(self.endpoint_url, capacity=self.capacity, capacities=self.capacities, torch_threads=self.torch_threads)
         self._previous_seam = install(pool_invoke(self.pool))
+        lambda_rules.install(self.pool)  # Lambda's limits, validation and throttling, which moto does not enforce
         self._patching = threading.Thread(target=_prepare_moto, name="moto-sfn-import", daemon=True)
         self._patching.start()
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
@@ -145,4 +149,6 @@ class EmbeddedEmulator:
 def _prepare_moto() -> None:
     """moto's Step Functions parser: imported, made faithful (``sfn_patches``) and fast (``moto_speed``)."""
     patch_step_functions()
+    install_map_runs()  # Distributed Map tolerance, integer percentages, child executions
+    install_sfn_limits()  # States.ALL does not catch States.DataLimitExceeded
     speed_up_moto()

@@ -8,22 +8,30 @@ it within the function's Timeout, ``stop()`` it. It enforces the function's
 on the peak RSS of the invocation: the worker's high-water mark, reset before
 each invocation, plus its children), reports a crash
 (``Runtime.ExitError``, with the process's last output) and an import failure
-(``Runtime.ImportModuleError``) in Lambda's error shape, and returns the
-invocation's output; :func:`log_text` wraps it in Lambda's START/END/REPORT lines.
+(the runtime's init error: ``Runtime.ImportModuleError``, ``Runtime.HandlerNotFound``, ...) in Lambda's error shape and
+message forms (``RequestId: <id> Error: ...``), and returns the
+invocation's output; :func:`log_text` wraps it in Lambda's START/END/REPORT lines
+(INIT_START and the import-time output first on a cold start; ``Init Duration`` on its
+REPORT; ``Billed Duration`` = Duration rounded up to 1 ms).
+
+As on Lambda, a worker has only ``emulator.runtimes.lambda_environment``'s variables, its runtime's packages
+(``emulator.runtimes``), its task root as working directory, its own ``/tmp`` (``TMPDIR``, held to
+``EphemeralStorage.Size``, kept while it lives), one log stream, and a 10 s init phase
+(``COSMICAI_LAMBDA_INIT_TIMEOUT_S``): a longer init is cut and retried at the first invocation, within its Timeout.
 
 Hosts: ``emulator.pool.WorkerPool`` (moto's seam, ``emulator.motoseam``) and
 LocalStack's runtime executor, which keeps one Environment per execution environment.
 
-Artifacts: ``<root>/code/<sha256>/`` (a function's unzipped code) and
-``<root>/worker-*/{worker,invoke}.log`` (each environment's output).
+Artifacts: ``<root>/worker-*/{worker,invoke}.log`` (each environment's output) and
+``<root>/worker-*/tmp/`` (its ``/tmp``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import logging
+import math
 import os
 import select
 import shutil
@@ -33,19 +41,20 @@ import sys
 import tempfile
 import time
 import uuid
-import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
 
+from emulator.runtimes import worker_command
+
 logger = logging.getLogger(__name__)
 
-INIT_TIMEOUT_S = 120.0  # Lambda's init phase limit is separate from the function's Timeout
+INIT_LIMIT_ENV = "COSMICAI_LAMBDA_INIT_TIMEOUT_S"  # the init phase's limit: the emulator's variable, or a function's own (tests)
+INIT_LIMIT_S = 10.0  # Lambda's: an init that takes longer is cut and retried at the first invocation, within its Timeout
 _POLL_S = 0.05
 LOG_TAIL_BYTES = 4096  # Lambda returns the last 4 KB of logs in x-amz-log-result
 LOG_CAP_BYTES = 1 << 20  # an invocation's output kept for its logs: 1 MiB, its start and its end (the rest is dropped, and said so)
-_HOST_ONLY_VARS = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")
 
 
 class WorkerFailed(Exception):
@@ -56,6 +65,19 @@ class WorkerFailed(Exception):
         self.payload: dict[str, Any] = {"errorType": error_type, "errorMessage": message}
         self.logs = logs
         self.peak_bytes = 0  # the environment's peak RSS when it failed, for the REPORT line
+
+
+PLATFORM_ERRORS = ("Sandbox.Timedout", "Runtime.ExitError", "Runtime.OutOfMemory")  # Lambda prefixes "RequestId: <id> Error: "
+
+
+def exit_reason(code: int | None) -> str:
+    """Lambda's words for how the runtime process ended (Go's texts: ``exit status 1``, ``signal: killed``)."""
+    if not code:
+        return "Runtime exited without providing a reason"
+    if code > 0:
+        return f"Runtime exited with error: exit status {code}"
+    name = signal.strsignal(-code) or f"signal {-code}"
+    return f"Runtime exited with error: signal: {name[0].lower() + name[1:] if name[1:2].islower() else name}"
 
 
 @dataclass(frozen=True)
@@ -69,6 +91,11 @@ class FunctionSpec:
     memory_mb: int
     environment: tuple[tuple[str, str], ...]
     region: str
+    runtime: str = "python3.12"  # a zip function's runtime (AWS_EXECUTION_ENV); an image function's is the image's
+    version: str = "$LATEST"  # the function version this environment serves (its log stream says so)
+    image_uri: str = ""  # a container-image function (PackageType Image): its image, run from the local image store
+    image_command: tuple[str, ...] = ()  # ImageConfig.Command: overrides the image's CMD (the handler)
+    ephemeral_mb: int = 512  # EphemeralStorage.Size: the environment's /tmp (TMPDIR) quota
 
 
 @dataclass
@@ -82,69 +109,37 @@ class InvocationResult:
     duration_s: float
     max_memory_bytes: int
     init_duration_s: float | None = None  # on the first invocation of an environment (a cold start)
+    log_stream: str = ""  # the environment's CloudWatch log stream (one per execution environment, as on Lambda)
+    init_logs: str | None = None  # the environment's import-time output, on its first invocation
+
+
+def log_stream_name(version: str) -> str:
+    """A new execution environment's log stream, named as Lambda names it: ``YYYY/MM/DD/[<version>]<32 hex>``."""
+    return f"{time.strftime('%Y/%m/%d', time.gmtime())}/[{version}]{uuid.uuid4().hex}"
+
+
+def init_lines(spec: FunctionSpec, result: InvocationResult) -> list[str]:
+    """The lines an environment writes before its first START: INIT_START and the import-time output."""
+    if result.init_logs is None:
+        return []
+    runtime = "image" if spec.image_uri else spec.runtime.replace("python", "python:")
+    return [f"INIT_START Runtime Version: {runtime}.cosmicai", *result.init_logs.splitlines()]
 
 
 def log_text(spec: FunctionSpec, result: InvocationResult) -> str:
-    """The invocation's CloudWatch lines, as Lambda writes them: START, the output, END, REPORT."""
-    lines = [f"START RequestId: {result.request_id} Version: $LATEST", *result.logs.splitlines()]
+    """The invocation's CloudWatch lines, as Lambda writes them: START, the output, END, REPORT (and, on a cold
+    start, INIT_START and the import-time output before them)."""
+    lines = [*init_lines(spec, result), f"START RequestId: {result.request_id} Version: {spec.version}", *result.logs.splitlines()]
     if result.errored and isinstance(result.payload, dict):
         lines.append(json.dumps(result.payload))
     lines.append(f"END RequestId: {result.request_id}")
     lines.append(
         f"REPORT RequestId: {result.request_id}\tDuration: {result.duration_s * 1000:.2f} ms"
-        f"\tBilled Duration: {max(1, round(result.duration_s * 1000))} ms"
+        f"\tBilled Duration: {math.ceil(round(result.duration_s * 1000, 2))} ms"  # the Duration shown, rounded up to 1 ms
         f"\tMemory Size: {spec.memory_mb} MB\tMax Memory Used: {result.max_memory_bytes // 2**20} MB"
         + (f"\tInit Duration: {result.init_duration_s * 1000:.2f} ms" if result.init_duration_s is not None else "")
     )
     return "\n".join(lines)
-
-
-def lambda_environment(spec: FunctionSpec, endpoint_url: str, threads: int) -> dict[str, str]:
-    """The variables of a Lambda environment for ``spec``: Lambda's reserved ones, the endpoint, dummy credentials, its own."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k not in _HOST_ONLY_VARS and not k.startswith("MOTO_")}
-    env.update(
-        {
-            "AWS_ENDPOINT_URL": endpoint_url,
-            "AWS_ACCESS_KEY_ID": "test",
-            "AWS_SECRET_ACCESS_KEY": "test",
-            "AWS_REGION": spec.region,
-            "AWS_DEFAULT_REGION": spec.region,
-            "AWS_LAMBDA_FUNCTION_NAME": spec.name,
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
-            "AWS_LAMBDA_FUNCTION_TIMEOUT": str(int(spec.timeout_s)),
-            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-            "AWS_EXECUTION_ENV": "AWS_Lambda_python3.11",
-            "_HANDLER": spec.handler,
-            "COSMICAI_TORCH_THREADS": str(threads),
-            "OMP_NUM_THREADS": str(threads),
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
-    env.update(dict(spec.environment))
-    return env
-
-
-def unpack_code(code: bytes, root: str, spec: FunctionSpec) -> str:
-    """The function's zip unpacked once under ``root/code/<sha256>`` (members that escape it are refused)."""
-    path = os.path.join(root, "code", spec.code_sha)
-    if os.path.isdir(path):
-        return path
-    if not code:
-        raise WorkerFailed("Runtime.InvalidEntrypoint", f"function {spec.name}: the embedded runner runs zip packages only (no code found)")
-    staging = tempfile.mkdtemp(dir=root)
-    with zipfile.ZipFile(io.BytesIO(code)) as archive:
-        for member in archive.namelist():
-            target = os.path.realpath(os.path.join(staging, member))
-            if not target.startswith(os.path.realpath(staging) + os.sep):
-                raise WorkerFailed("Runtime.InvalidZipFileException", f"function {spec.name}: zip member {member!r} escapes the code folder")
-        archive.extractall(staging)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    try:
-        os.rename(staging, path)
-    except OSError:  # another thread unpacked the same code first
-        shutil.rmtree(staging, ignore_errors=True)
-    return path
 
 
 @dataclass
@@ -156,42 +151,85 @@ class Environment:
     env: dict[str, str]
     root: str  # the environment's log folder is made under it
     python: str = sys.executable
+    handler: str = ""  # the handler to import: the zip's, or the image's CMD (default: spec.handler)
     process: subprocess.Popen | None = None
     log_dir: str = ""
+    log_stream: str = ""  # its CloudWatch log stream: one per environment (LocalStack names it; else a new one)
     buffer: bytes = b""
     ready: bool = False
     init_s: float | None = None  # start to handler imported
+    init_logs: str = ""  # the import-time output (with a cut init's, before it)
+    init_retry: bool = False  # the init ran past its limit and was cut: Lambda retries it at the first invocation
     invocations: int = 0
     started: float = field(default_factory=time.perf_counter)
+    started_at: float = field(default_factory=time.time)
 
     # -- lifecycle ------------------------------------------------------------
 
     def start(self) -> "Environment":
-        """Start the worker process (it imports the handler in the background; ``invoke`` waits for it)."""
-        self.started = time.perf_counter()
+        """Start the worker process (it imports the handler in the background; ``invoke`` waits for it).
+
+        Its task root (``LAMBDA_TASK_ROOT``, the working directory) is the code folder; its ``/tmp`` is its own
+        folder (``TMPDIR``, so ``tempfile.gettempdir()``), kept across its invocations, which the worker holds to
+        ``EphemeralStorage.Size`` (a write beyond it fails with ENOSPC, errno 28)."""
+        self.started, self.started_at = time.perf_counter(), time.time()
         self.log_dir = tempfile.mkdtemp(prefix="worker-", dir=self.root)
+        tmp = os.path.join(self.log_dir, "tmp")
+        os.mkdir(tmp)
+        self.log_stream = self.log_stream or self.env.get("AWS_LAMBDA_LOG_STREAM_NAME") or log_stream_name(self.spec.version)
+        env = dict(self.env, LAMBDA_TASK_ROOT=self.code_dir, AWS_LAMBDA_LOG_STREAM_NAME=self.log_stream, TMPDIR=tmp)
         self.process = subprocess.Popen(
-            [self.python, "-m", "emulator.worker", self.code_dir, self.spec.handler, self.log_dir],
+            [*worker_command(self.python, bool(self.spec.image_uri)), self.code_dir, self.handler or self.spec.handler, self.log_dir,
+             str(self.spec.ephemeral_mb * 2**20)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
-            env=dict(self.env, TMPDIR=self.log_dir),
+            env=env,
             cwd=self.code_dir,
             start_new_session=True,  # its own process group: whatever the handler starts is killed with it
         )
         return self
 
+    def init_limit_s(self) -> float:
+        """The init phase's limit: Lambda's 10 s, unless the function or the emulator sets ``COSMICAI_LAMBDA_INIT_TIMEOUT_S``."""
+        value = dict(self.spec.environment).get(INIT_LIMIT_ENV) or os.environ.get(INIT_LIMIT_ENV)
+        try:
+            return float(value) if value else INIT_LIMIT_S
+        except ValueError:
+            raise ValueError(f"{INIT_LIMIT_ENV}={value!r}: not a number of seconds") from None
+
     def wait_ready(self, deadline: float | None = None) -> None:
-        """Block until the handler is imported; WorkerFailed(Runtime.ImportModuleError) if it could not be."""
-        if self.ready:
+        """Block until the handler is imported; WorkerFailed with the runtime's init error if it could not be.
+
+        Without ``deadline`` the init phase has its limit (:meth:`init_limit_s`): past it the worker is cut and
+        ``init_retry`` set, for the first invocation to retry the init within the function's Timeout (``deadline``)."""
+        if self.ready or (self.init_retry and deadline is None):
             return
-        reply = self._receive(deadline or time.time() + INIT_TIMEOUT_S, None, INIT_TIMEOUT_S)
+        cut = self.started_at + self.init_limit_s()
+        try:
+            reply = self._receive(deadline or cut, None, self.spec.timeout_s)
+        except WorkerFailed as failure:
+            if deadline is not None or failure.payload["errorType"] != "Sandbox.Timedout":
+                raise
+            limit_ms = (time.time() - self.started_at) * 1000
+            self.init_logs = self.read_log("worker.log") + f"INIT_REPORT Init Duration: {limit_ms:.2f} ms\tPhase: init\tStatus: timeout\n"
+            self.init_retry = True
+            return
         if reply.get("op") == "init_error":
-            failure = WorkerFailed("Runtime.ImportModuleError", str(reply["error"].get("errorMessage", "")), self.read_log("worker.log"))
-            failure.payload.update({k: v for k, v in reply["error"].items() if k not in failure.payload})  # stackTrace
+            failure = WorkerFailed(str(reply["error"].get("errorType", "")), str(reply["error"].get("errorMessage", "")), self.read_log("worker.log"))
+            failure.payload = dict(reply["error"])  # the runtime's shape: errorMessage, errorType, requestId "", stackTrace
             raise failure
         self.ready = True
-        self.init_s = time.perf_counter() - self.started
+        self.init_s = None if deadline is not None else time.perf_counter() - self.started  # a retried init is in the Duration
+        self.init_logs += self.read_log("worker.log")
+
+    def _retry_init(self, deadline: float) -> None:
+        """Lambda's retry of a cut init, at the first invocation and within its Timeout: a fresh worker, same environment."""
+        self.kill()
+        shutil.rmtree(self.log_dir, ignore_errors=True)
+        self.init_retry, self.buffer = False, b""
+        self.start()
+        self.wait_ready(deadline)
 
     def stop(self, grace_s: float = 0.0) -> None:
         """Ask the worker to exit (waiting up to ``grace_s``), then kill it and its children."""
@@ -246,29 +284,36 @@ class Environment:
         """
         request_id = request_id or str(uuid.uuid4())
         started = time.perf_counter()
+        cold = self.invocations == 0
         try:
             self.wait_ready()
-            started = time.perf_counter()
             deadline = time.time() + self.spec.timeout_s
+            if self.init_retry:  # the init was cut at its limit: retried now, its time part of this invocation's Timeout
+                self._retry_init(deadline)
+            else:
+                started = time.perf_counter()
             self._reset_peak()
             self._send({"op": "invoke", "event": event, "request_id": request_id, "deadline": deadline})
             reply = self._receive(deadline, self.spec.memory_mb if enforce_memory else None, self.spec.timeout_s)
-            init = self.init_s if self.invocations == 0 else None
             self.invocations += 1
-            return InvocationResult(request_id, reply["payload"], not reply["ok"], self.read_log(), time.perf_counter() - started, self.peak_bytes(), init)
+            return InvocationResult(request_id, reply["payload"], not reply["ok"], self.read_log(), time.perf_counter() - started,
+                                    self.peak_bytes(), self.init_s if cold else None, self.log_stream, self.init_logs if cold else None)
         except WorkerFailed as failure:
             logs = failure.logs or (self.read_log() + self.read_log("worker.log"))
             payload = dict(failure.payload)
-            if payload["errorType"] == "Runtime.ExitError":
-                payload["stackTrace"] = logs.splitlines()[-30:]  # faulthandler's dump, or the last output
+            if payload["errorType"] in PLATFORM_ERRORS:  # the last output (faulthandler's dump) is in the logs, as on Lambda
+                payload["errorMessage"] = f"RequestId: {request_id} Error: {payload['errorMessage']}"
             peak = failure.peak_bytes or self.peak_bytes()
             self.kill()
-            return InvocationResult(request_id, payload, True, logs, time.perf_counter() - started, peak)
+            init_logs = self.init_logs if cold and (self.ready or self.init_logs) else None
+            return InvocationResult(request_id, payload, True, logs, time.perf_counter() - started, peak, None, self.log_stream, init_logs)
         except (OSError, ValueError) as exc:  # a broken pipe or an unreadable reply: the process is gone
             logs = self.read_log() + self.read_log("worker.log")
+            code = self.process.poll() if self.process else None
             self.kill()
-            payload = {"errorType": "Runtime.ExitError", "errorMessage": f"Runtime exited with error: {exc}"}
-            return InvocationResult(request_id, payload, True, logs, time.perf_counter() - started, 0)
+            logger.debug("environment %s: %s", self.pid, exc)
+            payload = {"errorType": "Runtime.ExitError", "errorMessage": f"RequestId: {request_id} Error: {exit_reason(code)}"}
+            return InvocationResult(request_id, payload, True, logs, time.perf_counter() - started, 0, None, self.log_stream)
 
     def healthy(self) -> bool:
         return self.ready and self.alive()
@@ -325,13 +370,12 @@ class Environment:
             readable, _, _ = select.select([fd], [], [], min(_POLL_S, deadline - now))
             peak = max(peak, self.peak_bytes())
             if memory_mb is not None and peak > memory_mb * 2**20:
-                raise self._fail("Runtime.OutOfMemory", f"Runtime exited with error: out of memory (peak RSS {peak / 2**20:.0f} MB > MemorySize {memory_mb} MB)", peak)
+                raise self._fail("Runtime.OutOfMemory", exit_reason(-signal.SIGKILL), peak)  # Lambda's OOM kill; the REPORT line shows the peak
             if readable:
                 chunk = os.read(fd, 65536)
                 if not chunk:
                     code = self.process.wait(timeout=10)  # type: ignore[union-attr]
-                    how = f"signal {-code}" if code < 0 else f"exit status {code}"
-                    raise self._fail("Runtime.ExitError", f"Runtime exited with error: {how}", peak)
+                    raise self._fail("Runtime.ExitError", exit_reason(code), peak)
                 self.buffer += chunk
         line, _, self.buffer = self.buffer.partition(b"\n")
         return json.loads(line)

@@ -13,9 +13,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from typing import Any, Callable
 
-from emulator.environment import LOG_TAIL_BYTES, FunctionSpec, log_text
+from emulator.environment import LOG_TAIL_BYTES, FunctionSpec, log_stream_name, log_text
 from emulator.pool import WorkerPool
 
 logger = logging.getLogger(__name__)
@@ -27,15 +28,33 @@ Invoke = Callable[[Any, Any], tuple[str, bool, str]]
 def function_spec(fn: Any) -> FunctionSpec:
     """The FunctionSpec of a moto ``LambdaFunction`` (its code and configuration)."""
     code = getattr(fn, "code_bytes", b"") or b""
+    image = (fn.code or {}).get("ImageUri", "") if getattr(fn, "package_type", "Zip") == "Image" else ""
     return FunctionSpec(
         name=fn.function_name,
         handler=fn.handler or "",
-        code_sha=hashlib.sha256(code).hexdigest(),
+        code_sha=hashlib.sha256(image.encode() if image else code).hexdigest(),
         timeout_s=float(fn.timeout or 3),
         memory_mb=int(fn.memory_size or 128),
         environment=tuple(sorted((str(k), str(v)) for k, v in (fn.environment_vars or {}).items())),
         region=fn.region,
+        runtime=fn.run_time or "python3.12",  # an image function: the project image's base (inference/Dockerfile)
+        version=str(fn.version),
+        image_uri=image,
+        image_command=tuple(fn.image_config.cmd or ()) if image else (),
+        ephemeral_mb=int(fn.ephemeral_storage or 512),
     )
+
+
+def save_logs(fn: Any, spec: FunctionSpec, result: Any) -> str:
+    """Write the invocation's lines into its execution environment's log stream (one per environment, as on
+    Lambda: created with the environment's first lines); the lines written."""
+    text = log_text(spec, result)
+    backend, group = fn.logs_backend, fn.logs_group_name
+    stream = result.log_stream or log_stream_name(spec.version)
+    backend.ensure_log_stream(group, stream)
+    now = int(time.time() * 1000)
+    backend.put_log_events(group, stream, [{"timestamp": now, "message": line} for line in text.splitlines()])
+    return text
 
 
 def pool_invoke(pool: WorkerPool) -> Invoke:
@@ -45,12 +64,12 @@ def pool_invoke(pool: WorkerPool) -> Invoke:
         spec = function_spec(fn)
         fn.logs_backend.ensure_log_group(fn.logs_group_name)
         result = pool.invoke(spec, getattr(fn, "code_bytes", b"") or b"", event)
-        text = log_text(spec, result)
         try:
-            fn.save_logs(text)
+            save_logs(fn, spec, result)
         except Exception as exc:  # logs are best effort; the invocation's result is not
             logger.warning("could not write logs for %s: %s", fn.function_name, exc)
-        return json.dumps(result.payload), result.errored, text[-LOG_TAIL_BYTES:]
+        result.init_logs = None  # LogResult: the invocation's own lines (START .. REPORT)
+        return json.dumps(result.payload), result.errored, log_text(spec, result)[-LOG_TAIL_BYTES:]
 
     return invoke
 

@@ -11,14 +11,18 @@ removed on shutdown.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
+import tempfile
 import threading
 import shutil
 import uuid
+import zipfile
 from typing import Any
 
-from emulator.environment import Environment, FunctionSpec, InvocationResult, WorkerFailed, lambda_environment, unpack_code
+from emulator.environment import Environment, FunctionSpec, InvocationResult, WorkerFailed
+from emulator.runtimes import ImageNotFound, lambda_environment, load_local_image, runtime_dir
 from emulator.state import owned_tempdir, sweep_stale_tempdirs
 
 TEMP_PREFIX = "cosmicai-lambda-"  # the pool's folder: cosmicai-lambda-<pid>-<random>
@@ -26,11 +30,48 @@ TEMP_PREFIX = "cosmicai-lambda-"  # the pool's folder: cosmicai-lambda-<pid>-<ra
 logger = logging.getLogger(__name__)
 
 
+def unpack_code(code: bytes, root: str, spec: FunctionSpec) -> str:
+    """The function's zip unpacked once under ``root/code/<sha256>`` (members that escape it are refused)."""
+    path = os.path.join(root, "code", spec.code_sha)
+    if os.path.isdir(path):
+        return path
+    if not code:
+        raise WorkerFailed("Runtime.InvalidEntrypoint", f"function {spec.name}: no code found")
+    staging = tempfile.mkdtemp(dir=root)
+    with zipfile.ZipFile(io.BytesIO(code)) as archive:
+        for member in archive.namelist():
+            target = os.path.realpath(os.path.join(staging, member))
+            if not target.startswith(os.path.realpath(staging) + os.sep):
+                raise WorkerFailed("Runtime.InvalidZipFileException", f"function {spec.name}: zip member {member!r} escapes the code folder")
+        archive.extractall(staging)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        os.rename(staging, path)
+    except OSError:  # another thread unpacked the same code first
+        shutil.rmtree(staging, ignore_errors=True)
+    return path
+
+
+def code_location(spec: FunctionSpec, code: bytes, root: str) -> tuple[str, str]:
+    """(task root, handler) of a function: its unpacked zip and Handler, or its image's files and CMD
+    (ImageConfig.Command first), from the local image store."""
+    if not spec.image_uri:
+        if not spec.runtime.startswith("python"):
+            raise WorkerFailed("Runtime.InvalidEntrypoint", f"function {spec.name}: runtime {spec.runtime}: the emulator runs Python runtimes only")
+        return unpack_code(code, root, spec), spec.handler
+    try:
+        task, command = load_local_image(spec.image_uri)
+    except ImageNotFound as exc:
+        raise WorkerFailed("Runtime.InvalidEntrypoint", str(exc)) from None
+    handler = (spec.image_command or tuple(command) or ("",))[0]
+    return task, handler
+
+
 class FunctionPool:
     """The warm environments of one function version, at most ``capacity`` busy at once."""
 
-    def __init__(self, spec: FunctionSpec, code_dir: str, root: str, env: dict[str, str], capacity: int) -> None:
-        self.spec, self.code_dir, self.root, self.env = spec, code_dir, root, env
+    def __init__(self, spec: FunctionSpec, code_dir: str, root: str, env: dict[str, str], capacity: int, handler: str = "") -> None:
+        self.spec, self.code_dir, self.root, self.env, self.handler = spec, code_dir, root, env, handler or spec.handler
         self.capacity = capacity
         self.slots = threading.BoundedSemaphore(capacity)
         self.idle: list[Environment] = []
@@ -38,13 +79,18 @@ class FunctionPool:
         self.lock = threading.Lock()
         self.started_workers = 0
         self.retiring = False  # a newer version of the function exists: keep no idle environment
+        self.closed = False  # shut down: an environment that finishes starting now is killed at once
 
     def _start(self) -> Environment:
-        environment = Environment(self.spec, self.code_dir, self.env, self.root).start()
+        environment = Environment(self.spec, self.code_dir, self.env, self.root, handler=self.handler).start()
         with self.lock:
-            self.all.append(environment)
-            self.started_workers += 1
-        return environment
+            if not self.closed:
+                self.all.append(environment)
+                self.started_workers += 1
+                return environment
+        environment.kill()  # a prewarm or a replacement that raced the shutdown: no worker, no folder outlives it
+        environment.cleanup()
+        raise WorkerFailed("Lambda.ServiceException", "the emulator is shutting down")
 
     def acquire(self) -> Environment:
         self.slots.acquire()
@@ -89,6 +135,8 @@ class FunctionPool:
     def _replace(self) -> None:
         try:
             environment = self._start()
+        except WorkerFailed:
+            return  # shutting down
         except OSError as exc:
             logger.warning("could not start a replacement worker for %s: %s", self.spec.name, exc)
             return
@@ -98,6 +146,7 @@ class FunctionPool:
     def shutdown(self) -> None:
         """Kill every environment at once: the service is going away, as Lambda's sandboxes do (no grace)."""
         with self.lock:
+            self.closed = True
             environments, self.all, self.idle = list(self.all), [], []
         for environment in environments:
             environment.kill()
@@ -126,9 +175,9 @@ class WorkerPool:
         self.lock = threading.Lock()
         self.closed = False
 
-    def _environment(self, spec: FunctionSpec, capacity: int) -> dict[str, str]:
+    def _environment(self, spec: FunctionSpec, capacity: int, handler: str = "") -> dict[str, str]:
         threads = self.torch_threads or max(1, (os.cpu_count() or 1) // capacity)
-        return lambda_environment(spec, self.endpoint_url, threads)
+        return lambda_environment(spec, self.endpoint_url, threads, str(runtime_dir(spec.runtime)), handler)
 
     def _pool(self, spec: FunctionSpec, code: bytes) -> FunctionPool:
         with self.lock:
@@ -139,7 +188,8 @@ class WorkerPool:
                 for old in [p for s, p in self.pools.items() if s.name == spec.name]:  # a newer version: retire the old one's idle workers
                     threading.Thread(target=old.retire, daemon=True).start()  # (a run still using it keeps its busy ones)
                 capacity = self.capacities.get(spec.name, self.capacity)
-                pool = FunctionPool(spec, unpack_code(code, self.root, spec), self.root, self._environment(spec, capacity), capacity)
+                code_dir, handler = code_location(spec, code, self.root)
+                pool = FunctionPool(spec, code_dir, self.root, self._environment(spec, capacity, handler), capacity, handler)
                 self.pools[spec] = pool
             return pool
 
@@ -150,7 +200,7 @@ class WorkerPool:
         with pool.lock:
             missing = wanted - len(pool.all)
         for _ in range(max(0, missing)):
-            environment = pool._start()
+            environment = pool._start()  # WorkerFailed once the pool shuts down
             with pool.lock:
                 pool.idle.append(environment)
 

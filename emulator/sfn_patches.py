@@ -8,8 +8,10 @@
 
 - ListStateMachineVersions answers, newest first, as on AWS (moto has no handler for it:
   "not implemented", and a traceback in the server's log).
+- StartExecution's name and input are checked first, as AWS does (``emulator.sfn_limits``:
+  names of 1-80 allowed characters, input up to 262,144 bytes).
 
-The first two wrap ``StepFunctionsParserBackend.start_execution``; the third adds
+The first two and the last wrap ``StepFunctionsParserBackend.start_execution``; the third adds
 ``StepFunctionResponse.list_state_machine_versions``. Installing twice is a no-op.
 """
 
@@ -18,6 +20,8 @@ from __future__ import annotations
 import types
 import uuid
 from typing import Any
+
+from emulator.sfn_limits import check_start
 
 _MARK = "_cosmicai_patched"
 
@@ -58,8 +62,9 @@ def patch_step_functions() -> None:
         return
 
     def start_execution(self: Any, state_machine_arn: str, name: Any = None, *args: Any, **kwargs: Any) -> Any:
+        check_start(name, kwargs.get("execution_input", args[0] if args else None))
         _as_runnable_version(self, state_machine_arn)
-        return original(self, state_machine_arn, name or str(uuid.uuid4()), *args, **kwargs)
+        return original(self, state_machine_arn, str(uuid.uuid4()) if name is None else name, *args, **kwargs)
 
     setattr(start_execution, _MARK, True)
     start_execution._cosmicai_original = original  # type: ignore[attr-defined]

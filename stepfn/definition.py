@@ -20,9 +20,11 @@ PLACEHOLDERS = (
     "SummarizeFunctionArn",
     "MaxConcurrency",
 )
-# Errors Step Functions may retry: Lambda service faults, throttling and a crashed worker.
+# Errors Step Functions may retry: Lambda service faults (AWS's recommended retrier, bp-lambda-serviceexception),
+# throttling and a crashed worker.
 TRANSIENT_ERRORS = frozenset(
     {
+        "Lambda.ClientExecutionTimeoutException",
         "Lambda.ServiceException",
         "Lambda.AWSLambdaException",
         "Lambda.SdkClientException",
@@ -106,7 +108,7 @@ def validate(definition: dict[str, Any]) -> None:
         raise DefinitionError("InferRanks must set an explicit MaxConcurrency >= 1")
     tolerated = mapped.get("ToleratedFailurePercentage")
     if tolerated is not None and not isinstance(tolerated, float):
-        raise DefinitionError("ToleratedFailurePercentage must be written as a float (e.g. 0.0)")
+        raise DefinitionError("ToleratedFailurePercentage must be written as a float (e.g. 100.0): AWS takes an integer too, LocalStack 4.14 does not")
     infer = processor["States"].get("Infer", {})
     for retrier in infer.get("Retry", []):
         extra = set(retrier.get("ErrorEquals", [])) - TRANSIENT_ERRORS

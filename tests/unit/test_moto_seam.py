@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 
 import moto
+import pytest
 from moto.awslambda.models import LambdaFunction
 
 from emulator import motoseam as runner
@@ -92,3 +93,142 @@ def test_moto_speed_ups_keep_what_moto_returns():
     assert client.meta.config.read_timeout == original.meta.config.read_timeout
     assert client.meta.config.max_pool_connections >= 64
     assert boto_client.boto_client_for("eu-west-1", "lambda").meta.region_name == "eu-west-1"
+
+
+def test_the_map_run_patches_sit_where_moto_needs_them():
+    """Contract for ``emulator.sfn_map_runs``: moto 5.2.x rejects an integer ToleratedFailurePercentage, applies no
+    tolerance, records no child executions, answers ListExecutions only by state machine; each patch sits on the
+    method that does it, and moto's own code still does what the patch relies on."""
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.distributed_iteration_component import (
+        DistributedIterationComponent,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.itemprocessor.distributed_item_processor_worker import (
+        DistributedItemProcessorWorker,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.itemprocessor.map_run_record import MapRunRecord
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.iterator.distributed_iterator_worker import (
+        DistributedIteratorWorker,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.state_map import StateMap
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser, ASLParserException
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    from emulator.sfn_map_runs import floats_for_percentages, install_map_runs, threshold_exceeded
+
+    install_map_runs()
+    install_map_runs()  # idempotent
+    definition = ('{"StartAt": "M", "States": {"M": {"Type": "Map", "ToleratedFailurePercentage": 0, "ItemProcessor": {"ProcessorConfig": '
+                  '{"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}, "StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}, "End": true}}}')
+    with pytest.raises(ASLParserException):
+        AmazonStateLanguageParser.parse._cosmicai_original(definition)  # why the patch exists
+    program, _ = AmazonStateLanguageParser.parse(definition)
+    assert program is not None
+    assert '"ToleratedFailurePercentage": 0.0' in floats_for_percentages(definition)
+    assert floats_for_percentages('{"Type": "Pass", "ToleratedFailurePercentage": 0}') == '{"Type": "Pass", "ToleratedFailurePercentage": 0}'
+
+    props = inspect.getsource(StateMap.from_state_props._cosmicai_original)
+    assert "self.iteration_component = " in props and "ToleratedFailureCountDecl" in props and "ToleratedFailurePercentageDecl" in props
+    run = inspect.getsource(DistributedIterationComponent._map_run._cosmicai_original)
+    assert "job_pool.await_jobs()" in run and run.rstrip().endswith("env.stack.append(outputs)")
+    body = inspect.getsource(DistributedIterationComponent._eval_body)
+    assert "self._map_run(env=env, eval_input=eval_input)" in body and "except FailureEventException" in body and "MapRunStatus.FAILED" in body
+    for worker in (DistributedItemProcessorWorker, DistributedIteratorWorker):
+        job = inspect.getsource(worker._eval_job._cosmicai_original)
+        assert job.count("execution_counter.running.offset(-1)") == 1  # only a succeeded child is settled by moto
+        assert "isinstance(end_program_state, ProgramError)" in job and "item_counter.failed.count()" in job
+        assert list(inspect.signature(worker._eval_job).parameters) == ["self", "env", "job"]
+    record = inspect.getsource(MapRunRecord.__init__)
+    assert all(name in record for name in ("self.map_run_arn", "self.map_state_machine_arn", "self.item_counter", "self.tolerated_failure_count"))
+    listing = inspect.getsource(StepFunctionResponse.list_executions._cosmicai_original)
+    assert 'self._get_param("stateMachineArn")' in listing and "mapRunArn" not in listing
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    assert "self.env = None" in inspect.getsource(ExecutionWorker.__init__)  # until its thread starts: why lookups are guarded
+    assert "execution.exec_worker.env.map_run_record_pool_manager.get_all()" in inspect.getsource(StepFunctionsParserBackend.list_map_runs._cosmicai_original)
+    described = inspect.getsource(StepFunctionsParserBackend.describe_map_run._cosmicai_original)
+    assert "execution.exec_worker.env.map_run_record_pool_manager.get(map_run_arn)" in described and "map_run_record.describe()" in described
+
+    assert threshold_exceeded(1, 3, None, None) and not threshold_exceeded(0, 3, None, None)
+    assert not threshold_exceeded(1, 3, 1, None) and threshold_exceeded(2, 3, 1, None)
+    assert not threshold_exceeded(1, 3, None, 50.0) and threshold_exceeded(1, 3, None, 30.0)
+    assert threshold_exceeded(1, 3, 0, 50.0) and not threshold_exceeded(3, 3, None, 100.0)
+
+
+def test_the_step_functions_limits_sit_where_moto_needs_them():
+    """Contract for ``emulator.sfn_limits``: moto 5.2.x lets States.ALL match States.DataLimitExceeded and checks
+    no execution name or input size when it executes state machines."""
+    from types import SimpleNamespace
+
+    from moto.stepfunctions.exceptions import InvalidName, ValidationException
+    from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.error_equals_decl import ErrorEqualsDecl
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    from emulator.sfn_limits import check_start, install_sfn_limits
+    from emulator.sfn_patches import patch_step_functions
+
+    install_sfn_limits()
+    install_sfn_limits()  # idempotent
+    assert "_STATE_ALL_ERROR in self.error_names" in inspect.getsource(ErrorEqualsDecl._eval_body._cosmicai_original)
+    data_limit = StatesErrorName(typ=StatesErrorNameType.StatesStatesDataLimitExceeded)
+
+    def matches(declared, error):
+        env = SimpleNamespace(stack=[error])
+        ErrorEqualsDecl(declared)._eval_body(env)
+        return env.stack == [True]
+
+    everything = [StatesErrorName(typ=StatesErrorNameType.StatesALL)]
+    assert not matches(everything, data_limit)
+    assert matches([StatesErrorName(typ=StatesErrorNameType.StatesStatesDataLimitExceeded)], data_limit)
+    assert matches(everything, CustomErrorName("ValueError"))
+
+    patch_step_functions()
+    started = inspect.getsource(StepFunctionsParserBackend.start_execution._cosmicai_original)
+    assert "_validate_name" not in started and "262144" not in started
+    assert "start_execution(\n            arn, name, execution_input\n        )" in inspect.getsource(StepFunctionResponse.start_execution)
+    check_start("ok-name_1.2", "{}")
+    check_start(None, None)
+    for bad in ("a b", "a/b", "a\u0085b", "a\ufffeb"):
+        with pytest.raises(InvalidName):
+            check_start(bad, "{}")
+    with pytest.raises(ValidationException):
+        check_start("n" * 81, "{}")
+    with pytest.raises(ValidationException):
+        check_start("n", "x" * 262_145)
+    check_start("n" * 80, "x" * 262_144)
+
+
+def test_the_lambda_rules_wrap_what_moto_calls():
+    """Contract for ``emulator.lambda_rules``: the four LambdaBackend methods it wraps keep their signatures, moto still
+    says ``Handled``, judges the response by ``sys.getsizeof``, stores reservations on the function, and turns an
+    HTTPException raised in a backend method into the response."""
+    from moto.awslambda.models import LambdaBackend
+    from moto.awslambda.responses import LambdaResponse
+    from moto.core.responses import BaseResponse
+
+    from emulator import lambda_rules
+
+    lambda_rules.install()
+    lambda_rules.install()  # idempotent: wrapped once
+    expected = {
+        "invoke": ["self", "function_name", "qualifier", "body", "headers", "response_headers"],
+        "create_function": ["self", "spec"],
+        "update_function_configuration": ["self", "function_name", "qualifier", "body"],
+        "put_function_concurrency": ["self", "function_name", "reserved_concurrency"],
+    }
+    for name, params in expected.items():
+        wrapped = getattr(LambdaBackend, name)
+        assert getattr(wrapped, "_cosmicai_rules", False), name
+        original = wrapped._cosmicai_original
+        assert not getattr(original, "_cosmicai_rules", False), f"{name} wrapped twice"
+        assert list(inspect.signature(original).parameters) == params, name
+    assert 'response_headers["x-amz-function-error"] = "Handled"' in inspect.getsource(LambdaFunction.invoke)
+    response_source = inspect.getsource(LambdaResponse.invoke)
+    assert "sys.getsizeof(payload) > 6000000" in response_source and "self.body" in response_source
+    assert "fn.reserved_concurrency = reserved_concurrency" in inspect.getsource(LambdaBackend.put_function_concurrency._cosmicai_original)
+    assert "except HTTPException as http_error" in inspect.getsource(BaseResponse.call_action)
+    assert lambda_rules._Payload(b"x" * 7_000_000).__sizeof__() == 0
