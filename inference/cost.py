@@ -12,6 +12,10 @@ Step Functions Standard    0.025 per 1,000 transitions 3 top-level states + per 
                                                        it failed)
 S3 PUT/LIST                0.005 per 1,000             manifest, records, predictions, summary
 S3 GET/HEAD                0.0004 per 1,000            partitions, model, records read back
+a machine like this one    0.0504 per vCPU-hour        wall time x the machine's cores: EC2
+                                                       m7i.large on demand ($0.1008/h for 2
+                                                       vCPUs, Linux), the price of running
+                                                       the same work on a rented machine
 =========================  ==========================  ==================================
 
 Free tiers are ignored: the figure is what the run costs on a paid account.
@@ -24,8 +28,9 @@ for its function's timeout as the upper bound it is.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,7 @@ class Prices:
     sfn_transition: float = 0.025 / 1_000  # USD per Standard state transition
     s3_put: float = 0.005 / 1_000  # USD per PUT, COPY, POST or LIST request
     s3_get: float = 0.0004 / 1_000  # USD per GET or HEAD request
+    machine_vcpu_hour: float = 0.1008 / 2  # USD per vCPU-hour: EC2 m7i.large on demand, Linux (2 vCPUs)
 
 
 PRICES = Prices()
@@ -44,6 +50,18 @@ AUX_FUNCTION_SECONDS = 1.0  # their billed duration per invocation, an upper est
 
 
 ARCHITECTURES = ("x86_64", "arm64")
+LAMBDA_COLD_START_S = 10.0  # container image start + torch import + model load on a cold Lambda, an upper estimate
+LAMBDA_MB_PER_VCPU = 1769  # Lambda gives one vCPU per 1,769 MB of MemorySize (6 at 10,240 MB)
+
+
+def lambda_vcpus(memory_mb: int) -> int:
+    """The vCPUs a Lambda function of ``memory_mb`` gets (at least 1, at most 6)."""
+    return max(1, min(6, math.ceil(memory_mb / LAMBDA_MB_PER_VCPU)))
+
+
+def machine_cost(seconds: float, cores: int, prices: Prices = PRICES) -> float:
+    """What ``seconds`` of a rented machine with ``cores`` vCPUs cost (on-demand EC2 rate per vCPU-hour)."""
+    return max(seconds, 0.0) / 3600 * cores * prices.machine_vcpu_hour
 
 
 def lambda_compute(seconds: float, memory_mb: int, prices: Prices = PRICES, arch: str = "x86_64") -> float:

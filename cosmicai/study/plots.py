@@ -1,157 +1,51 @@
-"""Figures (matplotlib, Agg backend): a benchmark sweep's, and one run's per-rank picture.
+"""A benchmark sweep's figures (matplotlib, Agg backend): one message each, medians with min–max error bars.
 
-Units everywhere: time in seconds of **wall-clock** time unless a label says
-CPU time; "MB" and MiB are 2**20 bytes (the reference's unit); throughput in
-**bits** per second (bytes x 8), one sample = 20,520 B; cost in USD per run
-at AWS list prices (``inference.cost``).
+Units everywhere: time in seconds of **wall-clock** time; memory in MiB
+(2**20 bytes, the reference's "MB"); throughput in **bits** per second
+(bytes x 8), one sample = 20,520 B; cost in US dollars. Every point is the
+median over a configuration's repeats; its bar spans their min and max.
+"cold" is a fresh process (``cosmicai run`` / ``cosmicai local``), "warm" the
+inference loop alone (``cosmicai.study.measure``).
 
-Artifacts written by :func:`bench_figures` into the sweep folder (beside the
-``report.md`` of ``cosmicai.study.results``): ``time_vs_size.png``,
-``time_vs_partitions.png``, ``cost_vs_size.png``, ``memory_throughput_vs_size.png``.
-Artifacts written by :func:`run_report` beside a run's ``summary.json``:
-``timeline.png``, ``throughput.png``, ``memory.png``.
+Artifacts written by :func:`bench_figures` into the sweep folder (beside
+``report.md``): ``time_vs_size.png`` (time against the data set size at one
+world size), ``time_vs_partitions.png`` (time against the number of
+partitions at one partition size, with the ideal scaling line),
+``memory.png`` (peak memory of one process against the data it holds),
+``throughput.png`` (bits/s against the data set size) and ``cost.png`` (each
+configuration's work on an AWS Lambda fleet, projected, beside this machine).
 """
 
 from __future__ import annotations
 
-import statistics
+import math
 import textwrap
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-from matplotlib.ticker import EngFormatter, FuncFormatter, MaxNLocator  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.ticker import EngFormatter, StrMethodFormatter
 
-from cosmicai.study.results import setup_line, si, sort_key  # noqa: E402
-from inference.naming import SAMPLE_BYTES  # noqa: E402
+from cosmicai.study.projection import projections
+from cosmicai.study.results import MIB, money, setup_line, sort_key
+from inference.naming import SAMPLE_BYTES
 
-MIB = 2**20
-KINDS = {"pipeline": ("-", "o"), "local": ("--", "s")}  # linestyle, marker
 SAMPLE_BITS = SAMPLE_BYTES * 8
-
-
-@dataclass(frozen=True)
-class Metric:
-    column: str
-    label: str  # axis label: quantity (unit) and, on the next line, its definition
-    engineering: str | None = None  # unit for an EngFormatter (e.g. "bit/s"), else plain numbers
-    template: str | None = None  # tick format, e.g. "${:.6f}"
-
-
-METRICS = {
-    "exec_time_mean_s": Metric("exec_time_mean_s", "execution time per batch (s)\nwall time of the inference loop / batches,\nmean over ranks (not CPU time)"),
-    "wall_time_s": Metric("wall_time_s", "run wall time (s)\npipeline: execution start to summary;\nlocal: data + model load + loop"),
-    "cost_usd": Metric("cost_usd", "cost per run (USD)\nAWS list prices: Lambda GB-s + requests,\nStep Functions transitions, S3 requests", template="${:.6f}"),
-    "peak_memory_mib": Metric("peak_memory_mib", "peak memory (MiB = 2^20 B)\npeak RSS, max over ranks"),
-    "throughput_bps": Metric("throughput_bps", "throughput (bits/s)\ndata bits (samples x 20,520 B x 8)\n/ run wall time", "bit/s"),
+COLORS = {"pipeline": "#1f77b4", "local": "#e6550d"}
+FIGURES = {"cold_s": ("-", "o", "full"), "warm_s": ("--", "s", "none")}  # linestyle, marker, fill
+LABELS = {
+    ("pipeline", "cold_s"): "pipeline, cold: a fresh `cosmicai run` process",
+    ("pipeline", "warm_s"): "pipeline, warm: the inference loops on warm workers",
+    ("local", "cold_s"): "local, cold: a fresh `cosmicai local` process",
+    ("local", "warm_s"): "local, warm: the inference loop in a warm process",
 }
 
 
-# -- the sweep ---------------------------------------------------------------------------
-
-
-def _varying(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> list[str]:
-    return [k for k in keys if len({r.get(k) for r in rows}) > 1]
-
-
-def line_grid(
-    rows: Sequence[dict[str, Any]],
-    path: Path,
-    *,
-    x: str,
-    panel: str,
-    line: str,
-    metrics: Sequence[str],
-    title: str,
-    xlabel: str,
-    kinds: Sequence[str] = ("pipeline", "local"),
-    xticks: dict[Any, str] | None = None,
-    footnote: str = "",
-) -> Path:
-    """One column of panels per value of ``panel``, one row per metric, one line per (kind, ``line``) value."""
-    rows = [r for r in rows if r["kind"] in kinds]
-    panels = sorted({r[panel] for r in rows}, key=sort_key)
-    lines = sorted({r[line] for r in rows}, key=sort_key)
-    extra = [k for k in ("target", "model", "scale", "memory_mb") if any(_varying([r for r in rows if r["kind"] == kind], (k,)) for kind in kinds)]
-    colors = {value: plt.cm.tab10(i % 10) for i, value in enumerate(lines)}
-    fig, axes = plt.subplots(len(metrics), len(panels), figsize=(1.5 + 4.3 * len(panels), 1.2 + 3.3 * len(metrics)), squeeze=False)
-    handles: dict[str, Any] = {}
-    for col, panel_value in enumerate(panels):
-        for row_index, name in enumerate(metrics):
-            metric = METRICS[name]
-            ax = axes[row_index][col]
-            in_panel = [r for r in rows if r[panel] == panel_value and r.get(name) is not None]
-            series: dict[tuple, list[dict[str, Any]]] = {}
-            for r in in_panel:
-                series.setdefault((r["kind"], r[line], *(r.get(k) for k in extra)), []).append(r)
-            for (kind, value, *rest), members in sorted(series.items(), key=lambda kv: [sort_key(v) for v in kv[0]]):
-                members.sort(key=lambda r: r[x])
-                style, marker = KINDS.get(kind, ("-", "o"))
-                label = f"{kind}, {line.replace('_', ' ')} {value}" + "".join(f", {k} {v}" for k, v in zip(extra, rest))
-                (handle,) = ax.plot([r[x] for r in members], [r[name] for r in members], linestyle=style, marker=marker, color=colors[value], label=label)
-                handles.setdefault(label, handle)
-            ax.set_title(f"{panel.replace('_', ' ')} {panel_value}", fontsize=10)
-            if metric.engineering:
-                ax.yaxis.set_major_formatter(EngFormatter(unit=metric.engineering))
-            elif metric.template:
-                ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _, t=metric.template: t.format(v)))
-            if col == 0:
-                ax.set_ylabel(metric.label, fontsize=8)
-            if row_index == len(metrics) - 1:
-                ax.set_xlabel(xlabel, fontsize=8)
-            if xticks:
-                ticks = sorted({r[x] for r in rows if r[panel] == panel_value})
-                ax.set_xticks(ticks, [xticks.get(t, str(t)) for t in ticks], fontsize=7)
-            ax.grid(alpha=0.3)
-            top = ax.get_ylim()[1]
-            ax.set_ylim(0, top * 1.08 if top > 0 else 1)
-    fig.suptitle(title)
-    width = fig.get_figwidth()
-    columns = max(1, min(len(handles), int(width // 3.2)))
-    note = "\n".join(textwrap.wrap(footnote, width=int(width * 15))) if footnote else ""
-    note_in = 0.05 + 0.13 * (note.count("\n") + 1) if note else 0.0
-    legend_in = 0.1 + 0.22 * -(-len(handles) // columns)
-    if note:
-        fig.text(0.01, 0.05 / fig.get_figheight(), note, fontsize=7, color="dimgray", va="bottom")
-    fig.legend(list(handles.values()), list(handles), loc="lower center", bbox_to_anchor=(0.5, note_in / fig.get_figheight()),
-               ncol=columns, fontsize=8, frameon=False)
-    return _save(fig, path, (0, (note_in + legend_in) / fig.get_figheight(), 1, 0.97))
-
-
-def _size_ticks(rows: Sequence[dict[str, Any]]) -> dict[Any, str]:
-    return {r["data_mib"]: f"{r['partition_size']}\n{r['data_mib']:.3g} MiB" for r in rows}
-
-
-def bench_figures(rows: Sequence[dict[str, Any]], out: Path) -> list[Path]:
-    """The four figures of a sweep from its aggregated rows."""
-    ticks = _size_ticks(rows)
-    size_label = "data per partition (nominal size, actual MiB)"
-    footnote = setup_line(rows) + ". Solid: pipeline (one rank per partition); dashed: local (the same data in one process)."
-    pipeline_note = setup_line(rows) + ". Pipeline runs only: a local run is not billed."
-    return [
-        line_grid(rows, out / "time_vs_size.png", x="data_mib", panel="world_size", line="batch_size", metrics=["exec_time_mean_s", "wall_time_s"],
-                  title="Execution time vs data size (one line per batch size)", xlabel=size_label, xticks=ticks, footnote=footnote),
-        line_grid(rows, out / "time_vs_partitions.png", x="world_size", panel="batch_size", line="partition_size", metrics=["wall_time_s", "exec_time_mean_s"],
-                  title="Execution time vs number of partitions (= ranks = world size)", xlabel="input partitions (world size)",
-                  xticks={r["world_size"]: str(r["world_size"]) for r in rows}, footnote=footnote),
-        line_grid(rows, out / "cost_vs_size.png", x="data_mib", panel="world_size", line="batch_size", metrics=["cost_usd"], kinds=("pipeline",),
-                  title="Cost per run vs data size (pipeline; AWS list prices)", xlabel=size_label, xticks=ticks, footnote=pipeline_note),
-        line_grid(rows, out / "memory_throughput_vs_size.png", x="data_mib", panel="world_size", line="batch_size", metrics=["peak_memory_mib", "throughput_bps"],
-                  title="Memory and throughput vs data size", xlabel=size_label, xticks=ticks,
-                  footnote=footnote + " Peak RSS of a warm Lambda worker covers its earlier invocations."),
-    ]
-
-
-# -- one run -------------------------------------------------------------------------------
-
-
-def _save(fig: Any, path: Path, rect: tuple[float, float, float, float] | None = None) -> Path:
+def save(fig: Any, path: Path, rect: tuple[float, float, float, float] | None = None) -> Path:
     """Lay out (within ``rect``), write and close a figure; return its path."""
     fig.tight_layout(rect=rect) if rect else fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -159,135 +53,198 @@ def _save(fig: Any, path: Path, rect: tuple[float, float, float, float] | None =
     return path
 
 
-def _time(text: str | None) -> datetime | None:
-    if not text:
+def dataset_mib(row: dict[str, Any]) -> float:
+    return row["samples"] * SAMPLE_BYTES / MIB
+
+
+def _most(rows: Sequence[dict[str, Any]], key: str, varying: str, prefer: Callable[[Any], Any]) -> Any:
+    """The value of ``key`` under which ``varying`` takes the most values (ties: the first by ``prefer``)."""
+    counts: dict[Any, set] = {}
+    for row in rows:
+        counts.setdefault(row[key], set()).add(row[varying])
+    return min(counts, key=lambda value: (-len(counts[value]), prefer(value)))
+
+
+def _panels(rows: Sequence[dict[str, Any]], height: float = 4.6) -> tuple[Any, list[Any], list[int]]:
+    batches = sorted({r["batch_size"] for r in rows})
+    fig, axes = plt.subplots(1, len(batches), figsize=(2.5 + 5.8 * len(batches), height), squeeze=False)
+    return fig, list(axes[0]), batches
+
+
+def _errorbar(ax: Any, xs: Sequence[float], three: Sequence[tuple[float, float, float]], **style: Any) -> Any:
+    medians = [m for m, _, _ in three]
+    below = [max(m - lo, 0.0) for m, lo, _ in three]
+    above = [max(hi - m, 0.0) for m, _, hi in three]
+    return ax.errorbar(xs, medians, yerr=[below, above], capsize=3, linewidth=1.6, markersize=6, **style)
+
+
+def _three(row: dict[str, Any], column: str, transform: Callable[[float], float] | None = None) -> tuple[float, float, float] | None:
+    if row.get(column) is None:
         return None
-    try:
-        value = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    values = (row[column], row.get(f"{column}_min", row[column]), row.get(f"{column}_max", row[column]))
+    if transform is None:
+        return values  # type: ignore[return-value]
+    median, low, high = (transform(v) for v in values)
+    return median, min(low, high), max(low, high)
 
 
-def _run_title(summary: dict[str, Any] | None, what: str) -> str:
-    if not summary:
-        return what
-    return f"{what}\nrun {summary.get('run_id')}: {summary.get('status')}, {summary.get('ranks_succeeded')}/{summary.get('world_size')} ranks succeeded"
+def _time_series(ax: Any, rows: Sequence[dict[str, Any]], x: Callable[[dict[str, Any]], float],
+                 y: Callable[[dict[str, Any], str], tuple[float, float, float] | None]) -> None:
+    for kind in ("pipeline", "local"):
+        for column, (linestyle, marker, fill) in FIGURES.items():
+            points = sorted((x(r), y(r, column)) for r in rows if r["kind"] == kind and y(r, column) is not None)
+            if points:
+                _errorbar(ax, [p for p, _ in points], [t for _, t in points], color=COLORS[kind], linestyle=linestyle,
+                          marker=marker, fillstyle=fill, label=LABELS[(kind, column)])
 
 
-def _ok(record: dict[str, Any]) -> bool:
-    return record.get("status") == "succeeded"
+def _finish(fig: Any, axes: Sequence[Any], title: str, rows: Sequence[dict[str, Any]], path: Path, note: str = "") -> Path:
+    """Title, one legend below the panels, a footnote (the setup, what a point is, the load), then save."""
+    fig.suptitle(title, fontsize=12)
+    handles, labels = axes[0].get_legend_handles_labels()
+    loaded = sum(r.get("loaded") or 0 for r in rows)
+    footnote = " ".join(filter(None, [
+        note, "Points: median of the repeats; bars: min–max.", setup_line(rows) + ".",
+        f"{loaded} runs measured while other work competed for the CPUs: their times are inflated." if loaded else "",
+    ]))
+    width = fig.get_figwidth()
+    text = "\n".join(textwrap.wrap(footnote, width=int(width * 14)))
+    note_in = 0.12 + 0.14 * (text.count("\n") + 1)
+    longest = max((len(label) for label in labels), default=0)
+    columns = 2 if len(labels) > 2 and 2 * (0.065 * longest + 0.6) <= width else 1
+    legend_in = 0.12 + 0.24 * math.ceil(len(labels) / columns) if labels else 0.0
+    fig.set_figheight(fig.get_figheight() + note_in + legend_in)
+    height = fig.get_figheight()
+    fig.text(0.01, 0.06 / height, text, fontsize=7.5, color="dimgray", va="bottom")
+    if labels:
+        fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, note_in / height), ncol=columns, fontsize=8.5, frameon=False)
+    return save(fig, path, (0, (note_in + legend_in) / height, 1, 0.96))
 
 
-def _error_type(record: dict[str, Any]) -> str:
-    error = record.get("error") or {}
-    return str(error.get("type") if isinstance(error, dict) else error) or "failed"
+def _start_at_zero(ax: Any) -> None:
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.05)
+    ax.grid(alpha=0.3)
 
 
-def plot_timeline(summary: dict[str, Any] | None, records: Sequence[dict[str, Any]], path: Path) -> Path:
-    """Each rank's handler from start to end: load (hatched on a cold start), inference loop, writing results."""
-    starts = [(_time(r.get("started_at")), r.get("load_time_s") or 0.0) for r in records]
-    candidates = [s.timestamp() - load for s, load in starts if s]
-    t0 = _time((summary or {}).get("execution_start"))
-    origin = t0.timestamp() if t0 else min(candidates, default=0.0)
-    fig, ax = plt.subplots(figsize=(10, min(30, 3.2 + 0.3 * len(records))))
-    for record in records:
-        y = record.get("rank")
-        started, finished = _time(record.get("started_at")), _time(record.get("finished_at"))
-        if _ok(record) and started and finished:
-            s, f, load = started.timestamp() - origin, finished.timestamp() - origin, record.get("load_time_s") or 0.0
-            ax.barh(y, load, left=s - load, color="#9ecae1", hatch="///" if record.get("cold_start") else None, edgecolor="#3182bd")
-            ax.barh(y, f - s, left=s, color="#3182bd")
-            duration = record.get("lambda_duration_s")
-            if duration and duration > load + (f - s):
-                ax.barh(y, duration - load - (f - s), left=f, color="#d9d9d9")
-        elif started and finished:
-            ax.barh(y, finished.timestamp() - started.timestamp(), left=started.timestamp() - origin, color="#de2d26")
-            ax.text(finished.timestamp() - origin, y, f"  {_error_type(record)}", va="center", color="#de2d26", fontsize=8)
-        else:
-            end = finished.timestamp() - origin if finished else 0.0
-            ax.plot([end], [y], marker="X", color="#de2d26", markersize=9)
-            ax.text(end, y, f"  {record.get('status')}: {_error_type(record)}", va="center", color="#de2d26", fontsize=8)
-    end = _time((summary or {}).get("finished_at"))
-    ax.axvline(0, color="black", linewidth=0.8)
-    if end:
-        ax.axvline(end.timestamp() - origin, color="black", linestyle="--", linewidth=0.8)
-    ax.invert_yaxis()
-    ax.set_ylabel("rank")
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("seconds of wall-clock time since the execution started (from the ranks' UTC timestamps)")
-    ax.set_title(_run_title(summary, "Per-rank timeline"), fontsize=10)
-    fig.legend(
-        handles=[
-            Patch(facecolor="#9ecae1", edgecolor="#3182bd", label="load partition + model (warm worker)"),
-            Patch(facecolor="#9ecae1", edgecolor="#3182bd", hatch="///", label="load, cold start (model loaded in this worker)"),
-            Patch(facecolor="#3182bd", label="inference loop"),
-            Patch(facecolor="#d9d9d9", label="write predictions + record"),
-            Patch(facecolor="#de2d26", label="failed rank (X: no timing)"),
-            plt.Line2D([], [], color="black", linestyle="--", label="summary written"),
-            Patch(facecolor="white", edgecolor="lightgray", label="gap before a bar: orchestration + worker start (a cold worker imports torch)"),
-        ],
-        fontsize=7, loc="lower center", ncol=3, frameon=False,
+def plot_time_vs_size(table: Sequence[dict[str, Any]], path: Path) -> Path:
+    world = _most(table, "world_size", "partition_size", lambda w: -w)
+    rows = [r for r in table if r["world_size"] == world]
+    fig, axes, batches = _panels(rows)
+    for ax, batch in zip(axes, batches):
+        in_panel = [r for r in rows if r["batch_size"] == batch]
+        _time_series(ax, in_panel, dataset_mib, _three)
+        ticks = sorted({dataset_mib(r): f"{world} × {r['partition_size']}\n{dataset_mib(r):,.3g} MiB" for r in in_panel}.items())
+        ax.set_xticks([t for t, _ in ticks], [label for _, label in ticks], fontsize=8)
+        ax.set_xlabel(f"data set size ({world} partitions of the nominal size; MiB = 2^20 B)")
+        ax.set_ylabel("time (s, wall-clock)")
+        ax.set_title(f"world size {world}, batch size {batch}", fontsize=10)
+        _start_at_zero(ax)
+    return _finish(fig, axes, "Time vs data size: cold (a fresh process) and warm (the inference loop)", rows, path)
+
+
+def plot_time_vs_partitions(table: Sequence[dict[str, Any]], path: Path) -> Path:
+    size = _most(table, "partition_size", "world_size", sort_key)
+    rows = [r for r in table if r["partition_size"] == size]
+    fig, axes, batches = _panels(rows)
+    note = ""
+    for ax, batch in zip(axes, batches):
+        in_panel = [r for r in rows if r["batch_size"] == batch]
+        _time_series(ax, in_panel, lambda r: r["world_size"], _three)
+        warm = sorted((r["world_size"], r["warm_s"], r.get("max_concurrency") or 1) for r in in_panel if r["kind"] == "pipeline" and r.get("warm_s"))
+        if len(warm) > 1:
+            w0, t0, slots = warm[0]
+            worlds = sorted({r["world_size"] for r in in_panel})
+            ideal = [t0 * math.ceil(w / slots) / math.ceil(w0 / slots) for w in worlds]
+            ax.plot(worlds, ideal, color="gray", linestyle=":", linewidth=2,
+                    label=f"ideal for the pipeline, warm: T({w0}) × ⌈W / {slots}⌉ ({slots} ranks at a time)")
+            note = f"The data set is W partitions of {size}: the work grows with W. MaxConcurrency {slots}."
+        worlds = sorted({r["world_size"] for r in in_panel})
+        ax.set_xticks(worlds, [str(w) for w in worlds])
+        ax.set_xlabel("input partitions = ranks (world size W)")
+        ax.set_ylabel("time (s, wall-clock)")
+        ax.set_title(f"partition size {size}, batch size {batch}", fontsize=10)
+        _start_at_zero(ax)
+    return _finish(fig, axes, "Time vs number of partitions, against ideal scaling", rows, path, note)
+
+
+def plot_memory(table: Sequence[dict[str, Any]], path: Path) -> Path:
+    fig, axes, batches = _panels(table)
+    for ax, batch in zip(axes, batches):
+        for kind, label in (("pipeline", "pipeline: one rank (a worker), one partition"), ("local", "local: one process, the whole data set")):
+            held: dict[float, list[tuple[float, float, float]]] = {}
+            for r in table:
+                three = _three(r, "peak_memory_mib")
+                if r["kind"] == kind and r["batch_size"] == batch and three:
+                    mib = r["data_mib"] if kind == "pipeline" else dataset_mib(r)
+                    held.setdefault(round(mib, 3), []).append(three)
+            if held:
+                xs = sorted(held)
+                merged = [(sorted(m for m, _, _ in held[x])[len(held[x]) // 2], min(lo for _, lo, _ in held[x]), max(hi for _, _, hi in held[x])) for x in xs]
+                _errorbar(ax, xs, merged, color=COLORS[kind], marker="o", label=label)
+        for limit in sorted({r["memory_mb"] for r in table if r.get("memory_mb")}):
+            ax.axhline(limit, color="#de2d26", linestyle="--", linewidth=1, label=f"Infer MemorySize {limit} MB (Lambda's limit; MB = MiB)")
+        ax.set_xlabel("data held by the process (MiB = 2^20 B)")
+        ax.set_ylabel("peak memory (MiB): peak RSS of a fresh process")
+        ax.set_title(f"batch size {batch}", fontsize=10)
+        _start_at_zero(ax)
+    return _finish(fig, axes, "Peak memory vs the data one process holds", table, path,
+                   "Pipeline: the largest peak over the ranks of a cold run. Configurations with the same x are pooled.")
+
+
+def plot_throughput(table: Sequence[dict[str, Any]], path: Path) -> Path:
+    world = _most(table, "world_size", "partition_size", lambda w: -w)
+    rows = [r for r in table if r["world_size"] == world]
+    fig, axes, batches = _panels(rows)
+    for ax, batch in zip(axes, batches):
+        in_panel = [r for r in rows if r["batch_size"] == batch]
+        _time_series(ax, in_panel, dataset_mib, lambda r, c: _three(r, c, lambda s, n=r["samples"]: n * SAMPLE_BITS / s if s else 0.0))
+        ticks = sorted({dataset_mib(r): f"{world} × {r['partition_size']}\n{dataset_mib(r):,.3g} MiB" for r in in_panel}.items())
+        ax.set_xticks([t for t, _ in ticks], [label for _, label in ticks], fontsize=8)
+        ax.yaxis.set_major_formatter(EngFormatter(unit="bit/s"))
+        ax.set_xlabel(f"data set size ({world} partitions of the nominal size)")
+        ax.set_ylabel("throughput: data bits / time")
+        right = ax.secondary_yaxis("right", functions=(lambda b: b / SAMPLE_BITS, lambda s: s * SAMPLE_BITS))
+        right.set_ylabel("samples/s")
+        ax.set_title(f"world size {world}, batch size {batch}", fontsize=10)
+        _start_at_zero(ax)
+    return _finish(fig, axes, "Throughput vs data size: what the loop does (warm), what a user gets (cold)", rows, path,
+                   "1 sample = 20,520 B = 164,160 bits.")
+
+
+def plot_cost(table: Sequence[dict[str, Any]], path: Path) -> Path:
+    rows = [r for r in projections(table) if r.get("fleet_usd") is not None or r.get("machine_usd") is not None]
+    fig, ax = plt.subplots(figsize=(max(7.5, 2.5 + 1.6 * len(rows)), 4.8))
+    memory = next((r["memory_mb"] for r in rows if r.get("memory_mb")), None)
+    bars = (
+        ("fleet_usd", "#1f77b4", f"AWS Lambda fleet (projected): all ranks at once, {memory} MB each, 10 s cold start each"),
+        ("machine_usd", "#e6550d", "this machine rented on demand (EC2 price per vCPU-hour x its cores) for the local cold time"),
     )
-    ax.grid(axis="x", alpha=0.3)
-    return _save(fig, path, (0, 0.7 / fig.get_figheight(), 1, 1))
+    width = 0.38
+    for offset, (column, color, label) in zip((-width / 2, width / 2), bars):
+        placed = [(i + offset, _three(r, column)) for i, r in enumerate(rows) if r.get(column) is not None]
+        if not placed:
+            continue
+        xs, three = [x for x, _ in placed], [t for _, t in placed]
+        ax.bar(xs, [m for m, _, _ in three], width=width, color=color, label=label,
+               yerr=[[m - lo for m, lo, _ in three], [hi - m for m, _, hi in three]], capsize=3)
+        for x, (median, _, high) in zip(xs, three):
+            ax.annotate(money(median), (x, high), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=7.5)
+    ax.set_xticks(range(len(rows)), [f"{r['world_size']} × {r['partition_size']}\nbatch {r['batch_size']}\n{r['samples']:,} samples" for r in rows], fontsize=8)
+    ax.set_xlabel("configuration (input partitions × partition size)")
+    ax.set_ylabel("US dollars for the configuration's work")
+    ax.yaxis.set_major_formatter(StrMethodFormatter("${x:,g}"))
+    _start_at_zero(ax)
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.1)
+    return _finish(fig, [ax], "Cost of the same work: an AWS Lambda fleet vs this machine", table, path,
+                   "Fleet: per rank 10 s + samples x the per-sample time of one pipeline worker measured here, priced by inference/cost.py.")
 
 
-def _rank_bars(ax: Any, records: Sequence[dict[str, Any]], values: Sequence[float | None], color: str, offset: float = 0.0, width: float = 0.8, label: str = "") -> None:
-    ranks = [r.get("rank") for r in records]
-    ok = [(rank + offset, v) for rank, v, r in zip(ranks, values, records) if _ok(r) and v is not None]
-    ax.bar([x for x, _ in ok], [v for _, v in ok], width=width, color=color, label=label)
-
-
-def _mark_failed(ax: Any, records: Sequence[dict[str, Any]]) -> None:
-    failed = [r for r in records if not _ok(r)]
-    if failed:
-        ax.plot([r.get("rank") for r in failed], [0] * len(failed), "X", color="#de2d26", markersize=10, clip_on=False, label="failed rank (no figure)")
-
-
-def plot_rank_throughput(summary: dict[str, Any] | None, records: Sequence[dict[str, Any]], path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(min(24, 7 + 0.25 * len(records)), 4.8))
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    values = [r.get("throughput_bps") for r in records]
-    _rank_bars(ax, records, values, "#31a354", label="rank throughput")
-    found = [v for v, r in zip(values, records) if _ok(r) and v is not None]
-    if found:
-        ax.axhline(statistics.fmean(found), color="black", linestyle="--", linewidth=0.8, label=f"mean {si(statistics.fmean(found))} bit/s")
-    _mark_failed(ax, records)
-    ax.yaxis.set_major_formatter(EngFormatter(unit="bit/s"))
-    ax.set_ylabel("throughput (bits/s)\nsamples x 20,520 B x 8 / wall time of the rank's loop")
-    right = ax.secondary_yaxis("right", functions=(lambda b: b / SAMPLE_BITS, lambda s: s * SAMPLE_BITS))
-    right.set_ylabel("samples/s")
-    return _save_rank_plot(fig, ax, _run_title(summary, "Per-rank throughput"), path)
-
-
-def plot_rank_memory(summary: dict[str, Any] | None, records: Sequence[dict[str, Any]], path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(min(24, 7 + 0.3 * len(records)), 4.8))
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    _rank_bars(ax, records, [r.get("peak_rss_mb") for r in records], "#756bb1", -0.2, 0.4, "peak RSS of the worker")
-    _rank_bars(ax, records, [r.get("total_cpu_memory (MB)") for r in records], "#bcbddc", 0.2, 0.4, "RSS right after the loop")
-    limits = {r.get("lambda_memory_mb") for r in records if r.get("lambda_memory_mb")}
-    for limit in sorted(limits):
-        ax.axhline(limit, color="#de2d26", linestyle="--", linewidth=0.8, label=f"Infer MemorySize {limit} MB (Lambda's MB = MiB)")
-    _mark_failed(ax, records)
-    ax.set_ylabel("memory (MiB = 2^20 bytes)")
-    return _save_rank_plot(fig, ax, _run_title(summary, "Per-rank memory"), path)
-
-
-def _save_rank_plot(fig: Any, ax: Any, title: str, path: Path) -> Path:
-    """The per-rank plots' common ending: rank axis, title, zero-based y, legend; then saved."""
-    ax.set_xlabel("rank")
-    ax.set_title(title, fontsize=10)
-    ax.set_ylim(bottom=0)
-    ax.legend(fontsize=8)
-    return _save(fig, path)
-
-
-def run_report(summary: dict[str, Any] | None, records: Sequence[dict[str, Any]], out: Path) -> list[Path]:
-    """timeline.png, throughput.png and memory.png of one run into ``out``."""
-    records = sorted(records, key=lambda r: r.get("rank") or 0)
+def bench_figures(table: Sequence[dict[str, Any]], out: Path) -> list[Path]:
+    """The five figures of a sweep from its aggregated rows (``results.aggregate``)."""
     return [
-        plot_timeline(summary, records, out / "timeline.png"),
-        plot_rank_throughput(summary, records, out / "throughput.png"),
-        plot_rank_memory(summary, records, out / "memory.png"),
+        plot_time_vs_size(table, out / "time_vs_size.png"),
+        plot_time_vs_partitions(table, out / "time_vs_partitions.png"),
+        plot_memory(table, out / "memory.png"),
+        plot_throughput(table, out / "throughput.png"),
+        plot_cost(table, out / "cost.png"),
     ]

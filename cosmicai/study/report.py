@@ -5,7 +5,7 @@ RUN_DIR is a run folder as ``cosmicai run`` (or ``cosmicai bench``, under
 ``ranks/<rank>.json``. A rank listed as failed in the summary without a
 record (``MissingResult``) is drawn as failed too.
 
-Artifacts written into RUN_DIR (or ``--out``), see ``cosmicai.study.plots``:
+Artifacts written into RUN_DIR (or ``--out``), see ``cosmicai.study.runplots``:
 ``timeline.png`` (each rank's handler from start to end: load, hatched on a
 cold start; inference loop; writing results; so stragglers and cold starts
 show), ``throughput.png`` (bits/s and samples/s per rank) and ``memory.png``
@@ -44,7 +44,7 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]
     records: dict[int, dict[str, Any]] = {}
     loaded = [_read_json(path) for path in rank_files] if rank_files else (_read_json(combined_path) if combined_path.is_file() else [])
     if not isinstance(loaded, list):
-        raise ValueError(f"{combined_path}: expected a JSON list of rank records")
+        raise ValueError(f"{combined_path}: expected a JSON list of rank records")  # noqa: TRY004 (a bad file: exit 2, as ValueError maps)
     for record in loaded:
         if isinstance(record, dict) and isinstance(record.get("rank"), int):
             records[record["rank"]] = record
@@ -60,12 +60,12 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]
 def main(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from cosmicai.study import plots
+    from cosmicai.study import runplots
 
     summary, records = load_run(args.run_dir)
     target = args.out or args.run_dir
     target.mkdir(parents=True, exist_ok=True)
-    written = plots.run_report(summary, records, target)
+    written = runplots.run_report(summary, records, target)
     failed = sum(1 for r in records if r.get("status") != "succeeded")
     Console().print(f"{len(records)} ranks ({failed} failed): wrote {', '.join(str(p) for p in written)}")
     return 0

@@ -19,7 +19,7 @@ import pytest
 
 HANG_GUARD_S = 300  # only stops a hung command; not a speed requirement
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-SWEEP = ["--model", "tiny", "--partition-sizes", "25MB", "--batch-sizes", "64,128", "--world-sizes", "2", "--scale", "0.01"]
+SWEEP = ["--model", "tiny", "--partition-sizes", "25MB", "--batch-sizes", "64", "--world-sizes", "2", "--scale", "0.01", "--repeats", "2"]
 
 
 def _env(home: Path) -> dict[str, str]:
@@ -29,7 +29,7 @@ def _env(home: Path) -> dict[str, str]:
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cosmicai.cli", *args], env=_env(cwd / "home"), cwd=cwd, capture_output=True, text=True, timeout=HANG_GUARD_S)
+    return subprocess.run([sys.executable, "-m", "cosmicai.cli", *args], env=_env(cwd / "home"), cwd=cwd, capture_output=True, text=True, timeout=HANG_GUARD_S, check=False)
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -54,35 +54,45 @@ def cli_run(tmp_path_factory):
     process.communicate()
 
 
-def test_bench_sweep_writes_results_and_report_and_a_rerun_measures_nothing(tmp_path, cli_run):
+def test_bench_sweep_records_every_repeat_and_its_spread_and_a_rerun_measures_nothing(tmp_path, cli_run):
     first = _cli("bench", *SWEEP, "--out", "sweep", cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     sweep = tmp_path / "sweep"
-    rows = _rows(sweep / "results.csv")
-    assert sorted((r["kind"], r["batch_size"]) for r in rows) == [("local", "128"), ("local", "64"), ("pipeline", "128"), ("pipeline", "64")]
-    for row in rows:
+    written = _rows(sweep / "results.csv")
+    runs = [r for r in written if r["stat"] == "run"]
+    assert sorted((r["kind"], r["repeat"]) for r in runs) == [("local", "1"), ("local", "2"), ("pipeline", "1"), ("pipeline", "2")]
+    for row in runs:
         assert row["status"] == "succeeded", row
-        assert (row["partition_size"], row["scale"], row["world_size"], row["model"]) == ("25MB", "0.01", "2", "tiny")
+        assert (row["partition_size"], row["scale"], row["world_size"], row["batch_size"], row["model"]) == ("25MB", "0.01", "2", "64", "tiny")
         assert row["samples"] == "24"  # 2 partitions of floor(25 MiB x 0.01 / 20,520 B) = 12 samples
-        for column in ("wall_time_s", "exec_time_mean_s", "exec_time_p95_s", "peak_memory_mib", "throughput_bps", "samples_per_s"):
+        for column in ("cold_s", "warm_s", "exec_time_mean_s", "sample_time_ms", "peak_memory_mib", "throughput_bps", "samples_per_s", "load_avg_1m"):
             assert float(row[column]) > 0, (column, row)
-    pipeline = [r for r in rows if r["kind"] == "pipeline"]
+        assert float(row["cold_s"]) > float(row["warm_s"])  # a fresh process costs more than the loop alone
+        assert row["loaded"] in ("0", "1") and int(row["cores"]) >= 1
+    for kind in ("pipeline", "local"):  # the spread of the repeats, per configuration
+        stats = {r["stat"]: r for r in written if r["kind"] == kind and r["stat"] != "run"}
+        assert set(stats) == {"median", "min", "max"} and all(r["runs"] == "2" for r in stats.values())
+        for column in ("cold_s", "warm_s"):
+            values = sorted(float(r[column]) for r in runs if r["kind"] == kind)
+            assert [float(stats[s][column]) for s in ("min", "median", "max")] == pytest.approx([values[0], sum(values) / 2, values[1]])
+    pipeline = [r for r in runs if r["kind"] == "pipeline"]
     assert all(r["target"] == "embedded" and float(r["cost_usd"]) > 0 and r["max_concurrency"] for r in pipeline)
-    assert all(r["target"] == "local" and r["cost_usd"] == "" for r in rows if r["kind"] == "local")
-    for row in pipeline:  # each pipeline run's folder, as `cosmicai run` writes it
-        summary = json.loads((sweep / "runs" / row["run_id"] / "summary.json").read_text())
-        assert summary["samples_total"] == 24 and summary["ranks_succeeded"] == 2
+    assert all(r["target"] == "local" and r["cost_usd"] == "" for r in runs if r["kind"] == "local")
+    for row in pipeline:  # each pipeline run's folders, warm and cold, as `cosmicai run` writes them
+        for run_id in (row["run_id"], row["run_id"] + "-cold"):
+            summary = json.loads((sweep / "runs" / run_id / "summary.json").read_text())
+            assert summary["samples_total"] == 24 and summary["ranks_succeeded"] == 2
     report = (sweep / "report.md").read_text()
-    assert "| Dataset | Batch Size | Input Partitions | Avg Time (s) | Memory (MB) | Throughput (bps) | Cost |" in report
-    assert "| 25MB ×0.01 (Local) | 64 | 2 |" in report
-    for name in ("time_vs_size.png", "time_vs_partitions.png", "cost_vs_size.png", "memory_throughput_vs_size.png"):
+    assert "| Dataset | Source | Batch Size | Input Partitions | Avg Time (s) | Memory (MB) | Throughput (bps) | Monthly Cost |" in report
+    assert "| 25MB ×0.01 (Local)" in report and "| 25MB | reference (seed report: AWS Lambda) | 512 | High (~41) | 2.54 |" in report
+    for name in ("time_vs_size.png", "time_vs_partitions.png", "memory.png", "throughput.png", "cost.png"):
         assert _is_png(sweep / name), name
 
     again = _cli("bench", *SWEEP, "--out", "sweep", cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "4 already in" in again.stdout and "0 to measure" in again.stdout
-    assert _rows(sweep / "results.csv") == rows
-    assert sorted(p.name for p in (sweep / "runs").iterdir()) == sorted(r["run_id"] for r in pipeline)
+    assert _rows(sweep / "results.csv") == written
+    assert len(list((sweep / "runs").iterdir())) == 2 * len(pipeline)
 
 
 def test_cosmicai_report_draws_a_cli_runs_folder(tmp_path, cli_run):

@@ -6,7 +6,15 @@ import math
 
 import pytest
 
-from inference.cost import AUX_FUNCTION_MEMORY_MB, AUX_FUNCTION_SECONDS, PRICES, Prices, estimate_cost, lambda_compute, run_cost
+from inference.cost import (
+    AUX_FUNCTION_MEMORY_MB,
+    AUX_FUNCTION_SECONDS,
+    PRICES,
+    Prices,
+    estimate_cost,
+    lambda_compute,
+    run_cost,
+)
 
 GB_S = 0.0000166667
 
@@ -138,12 +146,60 @@ def test_cosmicai_cost_json_holds_inputs_assumptions_and_totals():
 
     done = subprocess.run(
         [sys.executable, "-m", "cosmicai.cli", "cost", "--data-size", "2.5GB", "--partition-size", "25MB", "--seconds-per-rank", "25", "--memory", "7168", "--json"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=120, check=False,
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["inputs"]["ranks"] == 103  # ceil(2.5 GiB / 25 MiB)
     assert set(result) >= {"inputs", "assumptions", "lambda_usd", "stepfunctions_usd", "s3_usd", "total_usd"}
     assert result["total_usd"] == pytest.approx(result["lambda_usd"] + result["stepfunctions_usd"] + result["s3_usd"])
-    bad = subprocess.run([sys.executable, "-m", "cosmicai.cli", "cost", "--ranks", "4", "--memory", "20000", "--seconds-per-rank", "1"], capture_output=True, text=True, timeout=120)
+    assumptions = result["assumptions"]  # numbers are numbers; where they came from is a field of its own
+    assert assumptions["seconds_per_rank"] == 25.0 and isinstance(assumptions["seconds_per_rank"], float)
+    assert assumptions["seconds_per_rank_source"] == "given" and assumptions["samples_per_rank"] == 1277
+    bad = subprocess.run([sys.executable, "-m", "cosmicai.cli", "cost", "--ranks", "4", "--memory", "20000", "--seconds-per-rank", "1"], capture_output=True, text=True, timeout=120, check=False)
     assert bad.returncode == 2 and "10240" in bad.stderr
+
+
+# --------------------------------------------------------------------------- cosmicai cost
+
+
+def _cost_args(*argv: str):
+    from cosmicai.cli import build_parser
+
+    return build_parser().parse_args(["cost", *argv])
+
+
+def test_a_measured_projection_times_several_batches_repeatedly_and_reports_the_spread_as_numbers():
+    from cosmicai.study import cost
+
+    args = _cost_args("--ranks", "4", "--memory", "3008", "--model", "tiny", "--batch-size", "16", "--batches", "3", "--repeats", "3", "--json")
+    result = cost.project(args)
+    a = result["assumptions"]
+    assert a["seconds_per_rank_source"] == "measured"
+    timing = a["timing"]
+    assert (timing["batch_size"], timing["batches"], timing["repeats"], timing["samples_per_timing"]) == (16, 3, 3, 48)
+    assert len(timing["seconds_per_sample_each"]) == 3 and timing["threads"] >= 1
+    for key in ("seconds_per_rank", "seconds_per_rank_min", "seconds_per_rank_max", "seconds_per_sample", "cold_start_s"):
+        assert isinstance(a[key], float), key
+    assert a["seconds_per_sample_min"] <= a["seconds_per_sample"] <= a["seconds_per_sample_max"]
+    assert a["seconds_per_sample"] == pytest.approx(sorted(timing["seconds_per_sample_each"])[1])  # the median of three
+    assert a["seconds_per_rank"] == pytest.approx(1277 * a["seconds_per_sample"] + a["cold_start_s"])
+    assert result["total_usd_min"] <= result["total_usd"] <= result["total_usd_max"]
+    assert result["total_usd"] == pytest.approx(estimate_cost(world_size=4, seconds_per_rank=a["seconds_per_rank"], memory_mb=3008)["total"])
+
+
+def test_cosmicai_cost_prints_money_rounded(capsys):
+    from cosmicai.study import cost
+
+    assert cost.main(_cost_args("--ranks", "130", "--seconds-per-rank", "25", "--memory", "7168")) == 0
+    printed = capsys.readouterr().out
+    assert "total $0.384 per run" in printed and "Lambda $0.379" in printed and "seconds per rank: 25 s (given)" in printed
+    assert "0.3840" not in printed and "0.37920" not in printed  # no float noise
+
+
+def test_lambda_vcpus_and_the_price_of_this_machine():
+    from inference.cost import lambda_vcpus, machine_cost
+
+    assert [lambda_vcpus(m) for m in (128, 1769, 3008, 5307, 7076, 10240)] == [1, 1, 2, 3, 4, 6]
+    assert machine_cost(3600, 2) == pytest.approx(0.1008)  # an hour of a 2-vCPU on-demand machine (m7i.large)
+    assert machine_cost(-1, 2) == 0.0
