@@ -20,6 +20,9 @@
   (``1 validation error detected: Value '901' at 'timeout' failed to satisfy
   constraint: Member must have value less than or equal to 900``).
 - ``put_function_concurrency``: a reservation must leave the account 100 unreserved.
+- Layers are refused (``InvalidParameterValueException`` naming the gap) by
+  ``create_function`` / ``update_function_configuration``: the worker would run the
+  function without them.
 
 The account limit is ``COSMICAI_LAMBDA_CONCURRENCY_LIMIT`` (default 1,000, AWS's
 default quota), or :func:`configure`. When more invocations of a function run at once
@@ -167,6 +170,17 @@ def _check_ranges(fields: dict[str, Any]) -> None:
         raise ValidationException(problems)
 
 
+def _refuse_layers(fields: dict[str, Any]) -> None:
+    """The embedded worker runs a function's zip, its runtime's SDK and nothing else: a function that names layers
+    would run without their contents and fail at import. Refused up front, naming the gap."""
+    if fields.get("Layers"):
+        raise JsonRESTError(
+            "InvalidParameterValueException",
+            "Layers: the cosmicai embedded emulator does not run Lambda layers; put the layer's packages into the "
+            "function's zip (or an image) to run it offline",
+        )
+
+
 def _body_size(body: Any) -> int:
     if isinstance(body, (bytes, bytearray)):
         return len(body)
@@ -201,6 +215,7 @@ def _create(original: Any) -> Any:
     @functools.wraps(original)
     def create_function(self: Any, spec: dict[str, Any]) -> Any:
         _check_ranges(spec)
+        _refuse_layers(spec)
         return original(self, spec)
 
     return create_function
@@ -210,6 +225,7 @@ def _update(original: Any) -> Any:
     @functools.wraps(original)
     def update_function_configuration(self: Any, function_name: str, qualifier: str, body: dict[str, Any]) -> Any:
         _check_ranges(body)
+        _refuse_layers(body)
         return original(self, function_name, qualifier, body)
 
     return update_function_configuration

@@ -200,3 +200,17 @@ def test_invocations_beyond_the_pool_are_logged(aws, make_function, target, capl
         for thread in threads:
             thread.join()
     assert any(f"function {name}: 3 invocations at once" in r.getMessage() and "the others wait" in r.getMessage() for r in caplog.records)
+
+
+def test_the_embedded_target_refuses_layers_it_would_not_run(aws, target, role_arn, make_function):
+    """Not a fidelity row: a known gap said up front. On AWS the layer's python/ folder would be importable."""
+    if target.name != "embedded":
+        pytest.skip("the refusal is the embedded target's (LocalStack's Lambda API is its own)")
+    lam = aws("lambda")
+    layer = lam.publish_layer_version(LayerName="fidelity-layer", Content={"ZipFile": zip_bytes()})["LayerVersionArn"]
+    error = error_of(lam.create_function, FunctionName=f"fidelity-{uuid.uuid4().hex[:10]}", Runtime="python3.12", Role=role_arn,
+                     Handler="app.handler", Code={"ZipFile": zip_bytes()}, Layers=[layer])
+    assert error.response["Error"]["Code"] == "InvalidParameterValueException" and "does not run Lambda layers" in error.response["Error"]["Message"]
+    name = make_function({"app.py": ECHO})
+    error = error_of(lam.update_function_configuration, FunctionName=name, Layers=[layer])
+    assert error.response["Error"]["Code"] == "InvalidParameterValueException"
