@@ -46,6 +46,7 @@ from typing import Any
 
 import psutil
 
+from emulator.proctree import descendants_rss
 from emulator.runtimes import worker_command
 
 logger = logging.getLogger(__name__)
@@ -78,42 +79,6 @@ def exit_reason(code: int | None) -> str:
         return f"Runtime exited with error: exit status {code}"
     name = signal.strsignal(-code) or f"signal {-code}"
     return f"Runtime exited with error: signal: {name[0].lower() + name[1:] if name[1:2].islower() else name}"
-
-
-_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
-_PROC_CHILDREN = os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children")  # Linux with CONFIG_PROC_CHILDREN
-
-
-def _children(pid: int) -> list[int]:
-    """The child processes of ``pid``, from ``/proc/<pid>/task/*/children``."""
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return []
-    found: list[int] = []
-    for tid in tasks:
-        with contextlib.suppress(OSError, ValueError):
-            with open(f"/proc/{pid}/task/{tid}/children") as handle:
-                found += [int(child) for child in handle.read().split()]
-    return found
-
-
-def descendants_rss(pid: int) -> int:
-    """The summed RSS of every process below ``pid``. Read through each process's own children lists, not by
-    scanning every process on the machine as ``psutil.Process.children`` does: it runs at every memory poll of
-    every invocation, in the emulator's busiest process."""
-    if not _PROC_CHILDREN:
-        return sum(child.memory_info().rss for child in psutil.Process(pid).children(recursive=True))
-    total, todo = 0, _children(pid)
-    while todo:
-        child = todo.pop()
-        try:
-            with open(f"/proc/{child}/statm") as statm:
-                total += int(statm.read().split()[1]) * _PAGE_BYTES
-        except (OSError, ValueError, IndexError):  # it ended meanwhile
-            continue
-        todo += _children(child)
-    return total
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ the plux entry-point group ``localstack.lambda.runtime_executor``;
 ``pyproject.toml`` registers :class:`ProcessRuntimeExecutorPlugin` there as
 ``cosmicai-process``. This module runs inside LocalStack's own interpreter
 (Python >= 3.13, its venv): it imports LocalStack, psutil,
-``emulator.environment`` and ``emulator.runtimes`` only. Each LocalStack execution environment hosts one
+``emulator.environment`` (with ``emulator.proctree``) and ``emulator.runtimes`` only. Each LocalStack execution environment hosts one
 ``emulator.environment.Environment``: a worker process running the project's
 Python (``COSMICAI_WORKER_PYTHON``), the same component and worker protocol the
 embedded target's pool uses: a zip function in its runtime (the standard library

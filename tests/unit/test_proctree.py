@@ -1,4 +1,4 @@
-"""The worker environment's memory reading: a process tree's RSS from each process's own children lists."""
+"""emulator.proctree: a process tree's RSS from each process's own children lists, as psutil would sum it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 import psutil
 import pytest
 
-from emulator import environment
+from emulator import proctree
 
 GRANDCHILD = "x = bytearray(96 * 2**20); x[::4096] = b'1' * len(x[::4096]); import time; time.sleep(30)"
 CHILD = f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {GRANDCHILD!r}]); time.sleep(30)"
@@ -32,17 +32,17 @@ def tree():
 
 def test_descendants_rss_counts_grandchildren_as_psutil_does(tree):
     expected = sum(c.memory_info().rss for c in psutil.Process(tree.pid).children(recursive=True))
-    measured = environment.descendants_rss(tree.pid)
+    measured = proctree.descendants_rss(tree.pid)
     assert measured >= 96 * 2**20
     assert abs(measured - expected) < 8 * 2**20  # the same processes (their RSS moves a little between reads)
 
 
 def test_without_proc_children_lists_psutil_is_used(tree, monkeypatch):
-    monkeypatch.setattr(environment, "_PROC_CHILDREN", False)
-    assert environment.descendants_rss(tree.pid) >= 96 * 2**20
+    monkeypatch.setattr(proctree, "_PROC_CHILDREN", False)
+    assert proctree.descendants_rss(tree.pid) >= 96 * 2**20
 
 
 def test_a_process_that_is_gone_has_no_descendants():
     process = subprocess.Popen([sys.executable, "-c", "pass"])
     process.wait()
-    assert environment.descendants_rss(process.pid) == 0
+    assert proctree.descendants_rss(process.pid) == 0
