@@ -26,6 +26,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import re
 import sys
 import zipfile
@@ -125,18 +126,35 @@ def _add(archive: zipfile.ZipFile, name: str, body: bytes) -> None:
 
 
 def package_handlers(extra_files: dict[str, bytes] | None = None, vendor_dir: Path | None = None) -> bytes:
-    """A zip of the ``inference`` package (Python sources), plus vendored dependencies if given."""
-    buffer = io.BytesIO()
+    """A zip of the ``inference`` package (Python sources), plus vendored dependencies if given.
+
+    The vendored part (megabytes of pydantic) is compressed once per vendor folder (:func:`_vendor_zip`); each
+    deploy appends only the handlers' sources to a copy of it."""
+    buffer = io.BytesIO(_vendor_zip(vendor_dir) if vendor_dir is not None else b"")
     root = resources.files("inference")
-    with zipfile.ZipFile(buffer, "w") as archive:
+    with zipfile.ZipFile(buffer, "a" if vendor_dir is not None else "w") as archive:
         for entry in sorted(root.iterdir(), key=lambda e: e.name):
             if entry.name.endswith(".py"):
                 _add(archive, f"inference/{entry.name}", entry.read_bytes())
-        if vendor_dir is not None:
-            for path in sorted(p for p in vendor_dir.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-                _add(archive, path.relative_to(vendor_dir).as_posix(), path.read_bytes())
         for name, body in sorted((extra_files or {}).items()):
             _add(archive, name, body)
+    return buffer.getvalue()
+
+
+def _vendor_zip(vendor_dir: Path) -> bytes:
+    """The vendored files as a zip; kept beside a finished vendor folder (``.complete``: it no longer changes)."""
+    cached = vendor_dir.with_name(f"{vendor_dir.name}.zip")
+    complete = (vendor_dir / ".complete").is_file()
+    if complete and cached.is_file():
+        return cached.read_bytes()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in sorted(p for p in vendor_dir.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.name != ".complete"):
+            _add(archive, path.relative_to(vendor_dir).as_posix(), path.read_bytes())
+    if complete:
+        staging = cached.with_name(f".{cached.name}-{os.getpid()}")
+        staging.write_bytes(buffer.getvalue())
+        os.replace(staging, cached)
     return buffer.getvalue()
 
 

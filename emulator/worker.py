@@ -162,6 +162,7 @@ def _hold_quota(folder: str, limit: int, thread_id: int) -> None:
     """Raise ENOSPC in the function's thread whenever ``folder`` grew past ``limit`` bytes while its code runs."""
     raised_at, interval = 0, 0.01
     while True:
+        _ARMED.wait()  # no walking while the worker is idle: the quota is checked while the function's code runs
         time.sleep(interval)
         started = time.perf_counter()
         used = _usage(folder)

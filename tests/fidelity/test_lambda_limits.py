@@ -202,10 +202,9 @@ def test_invocations_beyond_the_pool_are_logged(aws, make_function, target, capl
     assert any(f"function {name}: 3 invocations at once" in r.getMessage() and "the others wait" in r.getMessage() for r in caplog.records)
 
 
-def test_the_embedded_target_refuses_layers_it_would_not_run(aws, target, role_arn, make_function):
+@pytest.mark.embedded_only("the refusal is the embedded target's (LocalStack's Lambda API is its own)")
+def test_the_embedded_target_refuses_layers_it_would_not_run(aws, role_arn, make_function):
     """Not a fidelity row: a known gap said up front. On AWS the layer's python/ folder would be importable."""
-    if target.name != "embedded":
-        pytest.skip("the refusal is the embedded target's (LocalStack's Lambda API is its own)")
     lam = aws("lambda")
     layer = lam.publish_layer_version(LayerName="fidelity-layer", Content={"ZipFile": zip_bytes()})["LayerVersionArn"]
     error = error_of(lam.create_function, FunctionName=f"fidelity-{uuid.uuid4().hex[:10]}", Runtime="python3.12", Role=role_arn,
