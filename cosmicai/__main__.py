@@ -1,5 +1,5 @@
 """``python -m cosmicai``: the same as the ``cosmicai`` console script."""
 
-from cosmicai.cli import main
+from cosmicai.cli import entry
 
-raise SystemExit(main())
+entry()

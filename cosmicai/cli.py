@@ -10,10 +10,13 @@ the traceback); 130 interrupted (Ctrl-C or SIGTERM: the run folder says so and
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
 import logging
+import os
 import signal
 import sys
+import threading
 import traceback
 from importlib import metadata
 
@@ -21,7 +24,7 @@ from cosmicai.argtypes import Parser, add_debug
 from cosmicai.commands import REGISTRY
 from cosmicai.errors import EXIT_BAD_INPUT, BadInput
 
-__all__ = ["BadInput", "build_parser", "main"]
+__all__ = ["BadInput", "build_parser", "entry", "main"]
 EXIT_INTERRUPTED = 130
 
 
@@ -85,6 +88,24 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
+def entry() -> None:
+    """The console script (and ``python -m cosmicai``): :func:`main`, then an exit that skips tearing down the
+    interpreter's modules (half a second after a run on the embedded target: moto's and botocore's object graphs)
+    once what an exit owes is done: threads joined, ``atexit`` handlers run (temporary folders, logging), output flushed."""
+    code = main()
+    shutdown = getattr(threading, "_shutdown", None)  # what the interpreter runs first at exit: threads' atexit, joins
+    if shutdown is None:
+        raise SystemExit(code)
+    shutdown()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 def _fail(args: argparse.Namespace, message: str) -> int:
     if args.debug:
         traceback.print_exc()
@@ -93,4 +114,4 @@ def _fail(args: argparse.Namespace, message: str) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry()

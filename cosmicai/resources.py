@@ -81,14 +81,18 @@ def ensure_log_group(logs: Any, name: str, tags: dict[str, str]) -> None:
 
 
 def _wait_function_ready(lam: Any, name: str, timeout_s: float = 300) -> None:
+    """Until the function is Active and its last update done: short polls first (an emulator is ready at once),
+    then at most every 2 s (AWS takes seconds; an image function, longer)."""
     deadline = time.time() + timeout_s
+    poll = 0.02
     while time.time() < deadline:
         config = lam.get_function_configuration(FunctionName=name)
         if config.get("State") == "Failed":
             raise RuntimeError(f"function {name} failed to deploy: {config.get('StateReason')}")
         if config.get("State", "Active") == "Active" and config.get("LastUpdateStatus", "Successful") != "InProgress":
             return
-        time.sleep(0.5)
+        time.sleep(poll)
+        poll = min(2.0, poll * 2)
     raise TimeoutError(f"function {name} was not ready after {timeout_s:.0f} s")
 
 

@@ -259,8 +259,8 @@ def _prewarmer(engine: Any) -> Callable[[str, str], None] | None:
             return
         try:
             engine.prewarm(arn, _PREWARM[key])
-        except Exception as exc:  # a speed-up only: the run goes on with cold workers
-            logger.debug("prewarm of %s failed: %s", key, exc)
+        except Exception as exc:  # a speed-up only: the run goes on with cold workers (said, for it is a bug)
+            logger.warning("could not start %s's workers ahead of the run (they start cold): %s", key, exc)
 
     return prewarm
 

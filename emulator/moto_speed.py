@@ -10,6 +10,11 @@
 - Step Functions' Lambda and S3 calls: moto's interpreter builds a new boto3
   client for every task (``boto_client_for``: loading service models from JSON,
   about 20 ms). Clients are thread-safe: one per region, service and endpoint.
+- Start: moto's Step Functions parser imports ``moto.batch.utils`` for one enum, and
+  ``moto.batch``'s package imports EC2's models (region tables built from botocore's
+  JSON): 0.9 s of every emulator start, for services the pipeline never calls.
+  ``moto.batch`` is registered unexecuted; its first attribute lookup (moto's
+  backend registry asking for ``batch_backends``) executes it (:func:`defer_batch_import`).
 
 Measured with ``benchmarks/scale.py`` (per-rank overhead; see the README).
 """
@@ -60,6 +65,34 @@ def speed_up_moto() -> None:
     boto_client._cosmicai_original = original  # type: ignore[attr-defined]
     boto_client.boto_client_for = boto_client_for
     _rebind(original, boto_client_for)
+
+
+def defer_batch_import() -> None:
+    """Register ``moto.batch`` without running its ``__init__`` (idempotent; call before Step Functions' parser
+    is imported): its submodules import as usual, and any attribute of the package itself loads it whole."""
+    import importlib.util
+    import sys
+
+    if "moto.batch" in sys.modules:
+        return
+    spec = importlib.util.find_spec("moto.batch")
+    if spec is None or spec.loader is None:
+        return
+    package = importlib.util.module_from_spec(spec)
+    loading = threading.Lock()
+
+    def __getattr__(name: str) -> Any:
+        with loading:
+            if package.__dict__.pop("__getattr__", None) is not None:
+                spec.loader.exec_module(package)  # type: ignore[union-attr]
+        try:
+            return package.__dict__[name]
+        except KeyError:
+            raise AttributeError(f"module 'moto.batch' has no attribute {name!r}") from None
+
+    package.__getattr__ = __getattr__  # type: ignore[attr-defined]
+    sys.modules["moto.batch"] = package
+    sys.modules["moto"].batch = package  # what an import of a submodule sets on its parent
 
 
 def _cache_json_paths() -> None:

@@ -288,3 +288,24 @@ def test_failed_split_writes_nothing(good_runs):
     if parts.exists():
         assert not list(parts.glob("*.pt"))
     assert result.written() == set()
+
+
+def test_the_console_script_exits_with_mains_code_after_what_an_exit_owes(tmp_path):
+    """``cosmicai.cli.entry`` skips the interpreter's teardown, not its duties: non-daemon threads joined, atexit
+    handlers run, buffered output flushed, main's exit code kept."""
+    script = (
+        "import atexit, sys, threading, time\n"
+        "import cosmicai.cli as cli\n"
+        f"out = {str(tmp_path)!r}\n"
+        "def late():\n"
+        "    time.sleep(0.2)\n"
+        "    open(out + '/thread', 'w').write('joined')\n"
+        "threading.Thread(target=late).start()\n"
+        "atexit.register(lambda: open(out + '/atexit', 'w').write('ran'))\n"
+        "cli.main = lambda: (sys.stdout.write('buffered, no newline'), 3)[1]\n"
+        "cli.entry()\n"
+        "print('not reached')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 3 and done.stdout == "buffered, no newline", done.stderr[-2000:]
+    assert (tmp_path / "thread").read_text() == "joined" and (tmp_path / "atexit").read_text() == "ran"

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
+from pathlib import Path
 
 import moto
 import pytest
 from moto.awslambda.models import LambdaFunction
 
 from emulator import motoseam as runner
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_moto_is_the_pinned_minor_version():
@@ -60,6 +65,33 @@ def test_the_step_functions_patches_sit_where_moto_needs_them():
     assert hasattr(StateMachine, "_handle_name_input_idempotency") and not hasattr(StateMachineVersion, "_handle_name_input_idempotency")
     assert "source_arn" in inspect.getsource(StateMachineVersion.__init__)
     assert callable(StepFunctionResponse.list_state_machine_versions)
+
+
+def test_moto_batch_is_deferred_and_still_whole_when_asked_for():
+    """Contract for ``moto_speed.defer_batch_import``: Step Functions' parser imports without moto.batch's package
+    (and EC2's models); moto's backend registry, ``import moto.batch`` and ``from moto.batch import ...`` still get it
+    whole. In a fresh interpreter: this one has imported moto's modules already."""
+    script = (
+        "import sys\n"
+        "from emulator.moto_speed import defer_batch_import\n"
+        "defer_batch_import(); defer_batch_import()\n"
+        "import moto.stepfunctions.parser.models\n"
+        "from moto.batch.utils import JobStatus\n"
+        "assert 'moto.ec2' not in sys.modules and 'moto.batch.models' not in sys.modules, 'batch loaded at the parser import'\n"
+        "from moto.backends import get_backend\n"
+        "backends = get_backend('batch')\n"
+        "import moto.batch\n"
+        "from moto.batch import batch_backends\n"
+        "assert moto.batch.batch_backends is backends is batch_backends and 'moto.ec2' in sys.modules\n"
+        "assert backends['123456789012']['us-east-1'].describe_compute_environments([]) == []\n"
+        "try:\n"
+        "    moto.batch.no_such_name\n"
+        "except AttributeError as exc:\n"
+        "    assert 'no_such_name' in str(exc)\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
 
 
 def test_moto_speed_ups_keep_what_moto_returns():

@@ -23,6 +23,28 @@ def test_the_runtime_folder_holds_the_sdk_and_the_bootstrap_only(tmp_path, monke
         runtime_dir("nodejs20.x")
 
 
+def test_an_sdk_upgrade_gets_a_new_runtime_folder(tmp_path, monkeypatch):
+    """The folder is found from the SDK's metadata alone (no listing of its files); a new version is a new folder."""
+    import importlib.metadata as metadata
+
+    monkeypatch.setenv("COSMICAI_CACHE", str(tmp_path))
+    before = runtime_dir("python3.12")
+    real = metadata.distribution
+
+    class Upgraded:
+        def __init__(self, dist):
+            self.dist = dist
+
+        version = "99.0.0"
+
+        def __getattr__(self, name):
+            return getattr(self.dist, name)
+
+    monkeypatch.setattr(metadata, "distribution", lambda name: Upgraded(real(name)) if name == "botocore" else real(name))
+    after = runtime_dir("python3.12")
+    assert after != before and (after / "botocore").is_symlink() and (before / ".complete").is_file()
+
+
 def test_a_zip_worker_runs_without_site_packages_an_image_worker_with_them():
     assert "-S" in worker_command("python", image=False) and "-S" not in worker_command("python", image=True)
 
