@@ -212,17 +212,25 @@ class Environment:
         except WorkerFailed as failure:
             if deadline is not None or failure.payload["errorType"] != "Sandbox.Timedout":
                 raise
-            limit_ms = (time.time() - self.started_at) * 1000
-            self.init_logs = self.read_log("worker.log") + f"INIT_REPORT Init Duration: {limit_ms:.2f} ms\tPhase: init\tStatus: timeout\n"
-            self.init_retry = True
+            self._cut(time.time() - self.started_at)
             return
         if reply.get("op") == "init_error":
             failure = WorkerFailed(str(reply["error"].get("errorType", "")), str(reply["error"].get("errorMessage", "")), self.read_log("worker.log"))
             failure.payload = dict(reply["error"])  # the runtime's shape: errorMessage, errorType, requestId "", stackTrace
             raise failure
+        init_s = float(reply.get("at") or time.time()) - self.started_at  # start to ready, however late it is read (a prewarm)
+        if deadline is None and init_s > self.init_limit_s():  # nobody was waiting to cut it: it ran past the limit all the same
+            self.kill()
+            self._cut(init_s)
+            return
         self.ready = True
-        self.init_s = None if deadline is not None else time.perf_counter() - self.started  # a retried init is in the Duration
+        self.init_s = None if deadline is not None else init_s  # a retried init is in the Duration
         self.init_logs += self.read_log("worker.log")
+
+    def _cut(self, init_s: float) -> None:
+        """The init ran past its limit: Lambda's INIT_REPORT timeout line, and a retry at the first invocation."""
+        self.init_logs = self.read_log("worker.log") + f"INIT_REPORT Init Duration: {init_s * 1000:.2f} ms\tPhase: init\tStatus: timeout\n"
+        self.init_retry = True
 
     def _retry_init(self, deadline: float) -> None:
         """Lambda's retry of a cut init, at the first invocation and within its Timeout: a fresh worker, same environment."""
@@ -365,9 +373,7 @@ class Environment:
         peak = 0
         while b"\n" not in self.buffer:
             now = time.time()
-            if now >= deadline:
-                raise self._fail("Sandbox.Timedout", f"Task timed out after {timeout_s:.2f} seconds", max(peak, self.peak_bytes()))
-            readable, _, _ = select.select([fd], [], [], min(_POLL_S, deadline - now))
+            readable, _, _ = select.select([fd], [], [], max(0.0, min(_POLL_S, deadline - now)))  # what already waits is read first
             peak = max(peak, self.peak_bytes())
             if memory_mb is not None and peak > memory_mb * 2**20:
                 raise self._fail("Runtime.OutOfMemory", exit_reason(-signal.SIGKILL), peak)  # Lambda's OOM kill; the REPORT line shows the peak
@@ -377,6 +383,8 @@ class Environment:
                     code = self.process.wait(timeout=10)  # type: ignore[union-attr]
                     raise self._fail("Runtime.ExitError", exit_reason(code), peak)
                 self.buffer += chunk
+            elif now >= deadline:
+                raise self._fail("Sandbox.Timedout", f"Task timed out after {timeout_s:.2f} seconds", max(peak, self.peak_bytes()))
         line, _, self.buffer = self.buffer.partition(b"\n")
         return json.loads(line)
 

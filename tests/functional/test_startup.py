@@ -52,3 +52,33 @@ def test_a_prewarm_that_fails_is_said_and_the_deploy_goes_on(target, tiny_stack,
     assert set(deployment.function_arns) == set(deploy_mod.HANDLERS)
     said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(said) == 3 and all("no such method in this moto" in line and "start cold" in line for line in said)
+
+
+def test_a_prewarmed_environment_idle_past_the_init_limit_serves_its_first_invoke_as_it_is(target, emulator, tiny_stack):
+    """An environment that was ready in time and then waited (a prewarm) is not an init past the limit: no
+    INIT_REPORT timeout, no second init, and its Init Duration is the init's, not the wait's."""
+    import base64
+    import io
+    import time
+    import uuid
+    import zipfile
+
+    lam = target.client("lambda")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("app.py", "def handler(event, context):\n    return 'served'\n")
+    role = target.client("iam").create_role(RoleName=f"prewarm-{uuid.uuid4().hex[:8]}", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    name = f"prewarm-{uuid.uuid4().hex[:8]}"
+    lam.create_function(FunctionName=name, Runtime="python3.12", Role=role, Handler="app.handler", Code={"ZipFile": buffer.getvalue()},
+                        Environment={"Variables": {"COSMICAI_LAMBDA_INIT_TIMEOUT_S": "1"}})
+    lam.get_waiter("function_active_v2").wait(FunctionName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+    arn = lam.publish_version(FunctionName=name)["FunctionArn"]
+    emulator.prewarm(arn, 1)
+    idle_s = 2.0
+    time.sleep(idle_s)  # ready long before, then idle past its 1 s init limit
+    response = lam.invoke(FunctionName=arn, LogType="Tail")
+    tail = base64.b64decode(response["LogResult"]).decode()
+    assert not response.get("FunctionError") and response["Payload"].read() == b'"served"'
+    assert "INIT_REPORT" not in tail
+    init_ms = float(tail.split("Init Duration: ")[1].split(" ms")[0])
+    assert 0 < init_ms < idle_s * 1000
