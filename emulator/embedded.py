@@ -1,4 +1,5 @@
-"""The embedded target's engine: moto's server in this process plus the warm worker pool (``emulator.motoseam``).
+"""The embedded target's engine: moto's server in this process (``emulator.httpserver``: keep-alive connections)
+plus the warm worker pool (``emulator.motoseam``).
 
 moto's Step Functions interpreter calls Lambda and S3 back over HTTP on
 ``localhost:$MOTO_PORT``, so the port is exported before the server starts;
@@ -18,6 +19,7 @@ from typing import Any
 import requests
 
 from emulator import lambda_rules
+from emulator.httpserver import KeepAliveMotoServer
 from emulator.motoseam import install, pool_invoke, uninstall
 from emulator.moto_speed import defer_batch_import, speed_up_moto
 from emulator.sfn_patches import patch_step_functions
@@ -57,8 +59,6 @@ class EmbeddedEmulator:
     def start(self, wait: bool = True) -> "EmbeddedEmulator":
         """Serve; with ``wait`` False, return once S3, IAM and Lambda answer, while Step Functions' parser
         (about a second of imports) loads in the background: call :meth:`ready` before starting an execution."""
-        from moto.server import ThreadedMotoServer
-
         global _active
         if _active is not None:
             raise RuntimeError("an embedded emulator is already running in this process (moto's MOTO_PORT is per process)")
@@ -75,7 +75,7 @@ class EmbeddedEmulator:
         lambda_rules.install(self.pool)  # Lambda's limits, validation and throttling, which moto does not enforce
         self._patching = threading.Thread(target=_prepare_moto, name="moto-sfn-import", daemon=True)
         self._patching.start()
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.server = KeepAliveMotoServer("127.0.0.1", self.port)
         self.server.start()
         self._wait_ready()
         response = requests.post(f"{self.endpoint_url}/moto-api/config", json={"stepfunctions": {"execute_state_machine": True}}, timeout=10)
@@ -129,7 +129,7 @@ class EmbeddedEmulator:
             uninstall(self._previous_seam)
             self._previous_seam = None
         if self.server is not None:
-            _stop_server(self.server, self.port)
+            self.server.stop()
             self.server = None
         if self._saved_port is None:
             os.environ.pop("MOTO_PORT", None)
@@ -144,19 +144,6 @@ class EmbeddedEmulator:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
-
-
-def _stop_server(server: Any, port: int) -> None:
-    """``server.stop()`` without its wait: the serving loop checks for a shutdown only when its 0.5 s select
-    returns, so a connection is opened until it does (a command's exit waited 0.4 s on average)."""
-    stopping = threading.Thread(target=server.stop, daemon=True)
-    stopping.start()
-    while stopping.is_alive():
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        except OSError:
-            pass
-        stopping.join(0.02)
 
 
 def _prepare_moto() -> None:

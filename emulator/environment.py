@@ -162,6 +162,7 @@ class Environment:
     init_logs: str = ""  # the import-time output (with a cut init's, before it)
     init_retry: bool = False  # the init ran past its limit and was cut: Lambda retries it at the first invocation
     invocations: int = 0
+    last_peak: int = 0  # the peak memory the last message's wait saw (bytes)
     started: float = field(default_factory=time.perf_counter)
     started_at: float = field(default_factory=time.time)
 
@@ -306,7 +307,7 @@ class Environment:
             reply = self._receive(deadline, self.spec.memory_mb if enforce_memory else None, self.spec.timeout_s)
             self.invocations += 1
             return InvocationResult(request_id, reply["payload"], not reply["ok"], self.read_log(), time.perf_counter() - started,
-                                    self.peak_bytes(), self.init_s if cold else None, self.log_stream, self.init_logs if cold else None)
+                                    self.last_peak, self.init_s if cold else None, self.log_stream, self.init_logs if cold else None)
         except WorkerFailed as failure:
             logs = failure.logs or (self.read_log() + self.read_log("worker.log"))
             payload = dict(failure.payload)
@@ -386,6 +387,7 @@ class Environment:
             elif now >= deadline:
                 raise self._fail("Sandbox.Timedout", f"Task timed out after {timeout_s:.2f} seconds", max(peak, self.peak_bytes()))
         line, _, self.buffer = self.buffer.partition(b"\n")
+        self.last_peak = peak or self.peak_bytes()  # polled once the reply was written: the invocation's peak (VmHWM only grows)
         return json.loads(line)
 
     def _fail(self, error_type: str, message: str, peak: int) -> WorkerFailed:

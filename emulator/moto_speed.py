@@ -9,7 +9,9 @@
   (``find``/``update`` change the data, not the expression): each parsed once.
 - Step Functions' Lambda and S3 calls: moto's interpreter builds a new boto3
   client for every task (``boto_client_for``: loading service models from JSON,
-  about 20 ms). Clients are thread-safe: one per region, service and endpoint.
+  about 20 ms), and sends each call to its own server over HTTP. Clients are
+  thread-safe: one per region, service and endpoint, answered in-process by
+  moto's dispatcher (the same request parsing and backends, no socket).
 - Start: moto's Step Functions parser imports ``moto.batch.utils`` for one enum, and
   ``moto.batch``'s package imports EC2's models (region tables built from botocore's
   JSON): 0.9 s of every emulator start, for services the pipeline never calls.
@@ -108,20 +110,22 @@ def _cache_json_paths() -> None:
 
 
 def _shared_client(original: Any) -> Any:
-    """moto's client, with a connection pool as wide as a Map's concurrency (its default of 10 would
-    drop and reopen connections when more ranks than that share the client)."""
+    """moto's client, its requests answered in this process: botocore serializes each call and moto's own
+    dispatcher (its ``BotocoreStubber``, what ``mock_aws`` uses) parses and answers it, as its server would, without
+    the socket, the server's thread and HTTP parsing (werkzeug closes every connection: a Task's Invoke paid a new
+    connection and thread). The endpoint is AWS's (an ``AWS_ENDPOINT_URL`` of the host's is ignored), never reached:
+    the stubber answers every AWS URL."""
+    from moto.core.botocore_stubber import BotocoreStubber
 
     def build(region: str, service: str, port: int, intercepting: bool) -> Any:
         client = original(region, service)
-        config = client.meta.config.merge(Config(max_pool_connections=_POOL_CONNECTIONS))
-        return boto3.client(
-            service,
-            region_name=region,
-            aws_access_key_id="ak",
-            aws_secret_access_key="sk",
-            endpoint_url=None if intercepting else client.meta.endpoint_url,
-            config=config,
-        )
+        config = client.meta.config.merge(Config(max_pool_connections=_POOL_CONNECTIONS, ignore_configured_endpoint_urls=True))
+        shared = boto3.client(service, region_name=region, aws_access_key_id="ak", aws_secret_access_key="sk", config=config)
+        if not intercepting:  # under mock_aws, moto's own stubber already answers every client
+            in_process = BotocoreStubber()
+            in_process.enabled = True
+            shared.meta.events.register("before-send", in_process)
+        return shared
 
     return build
 

@@ -54,8 +54,13 @@ _TIMINGS = _Timings()
 
 @lru_cache(maxsize=None)
 def client() -> Any:
-    """One S3 client per process (clients are thread-safe and costly to build); its calls are timed."""
+    """One S3 client per process (clients are thread-safe and costly to build); its calls are timed. Its PUTs send
+    their body at once: botocore would first ask for a ``100 Continue`` (a round trip per write, on AWS as here),
+    which pays off only for large bodies; the handlers write a rank's predictions and records (kilobytes)."""
+    from botocore.handlers import add_expect_header
+
     s3 = boto3.client("s3", config=_RETRIES)
+    s3.meta.events.unregister("before-call.s3", add_expect_header)
     s3.meta.events.register("before-call.s3", _TIMINGS.before)
     s3.meta.events.register("after-call.s3", _TIMINGS.after)
     return s3
