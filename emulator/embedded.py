@@ -21,7 +21,7 @@ import requests
 from emulator import lambda_rules
 from emulator.httpserver import KeepAliveMotoServer
 from emulator.motoseam import install, pool_invoke, uninstall
-from emulator.moto_speed import defer_batch_import, speed_up_moto
+from emulator.moto_speed import defer_batch_import, lock_routers, speed_up_moto
 from emulator.sfn_patches import patch_step_functions
 from emulator.sfn_limits import install_sfn_limits
 from emulator.sfn_map_runs import install_map_runs
@@ -73,6 +73,7 @@ class EmbeddedEmulator:
         self.pool = WorkerPool(self.endpoint_url, capacity=self.capacity, capacities=self.capacities, torch_threads=self.torch_threads)
         self._previous_seam = install(pool_invoke(self.pool))
         lambda_rules.install(self.pool)  # Lambda's limits, validation and throttling, which moto does not enforce
+        lock_routers()  # before the first requests, which a deploy sends side by side
         self._patching = threading.Thread(target=_prepare_moto, name="moto-sfn-import", daemon=True)
         self._patching.start()
         self.server = KeepAliveMotoServer("127.0.0.1", self.port)

@@ -17,6 +17,8 @@
   JSON): 0.9 s of every emulator start, for services the pipeline never calls.
   ``moto.batch`` is registered unexecuted; its first attribute lookup (moto's
   backend registry asking for ``batch_backends``) executes it (:func:`defer_batch_import`).
+- First requests: a REST service's router is built once, not once per concurrent
+  first request (:func:`lock_routers`).
 
 Measured with ``benchmarks/scale.py`` (per-rank overhead; see the README).
 """
@@ -67,6 +69,40 @@ def speed_up_moto() -> None:
     boto_client._cosmicai_original = original  # type: ignore[attr-defined]
     boto_client.boto_client_for = boto_client_for
     _rebind(original, boto_client_for)
+
+
+def lock_routers() -> None:
+    """moto builds a REST service's operation router on its first request (``get_service_router``, a
+    ``functools.cache``, then ``ServiceOperationRouter._get_router``, a dict: neither stops two threads computing
+    the same entry; about 0.1 s for Lambda): a deploy's four concurrent first Lambda calls built it four times,
+    one after another under the GIL. Built once now, the others waiting for it (idempotent)."""
+    from moto.core import responses, routing
+
+    original = routing.get_service_router
+    if getattr(original, _MARK, False):
+        return
+    building = threading.RLock()  # a router's build may ask for another service's
+    built: dict[str, Any] = {}
+
+    def get_service_router(service_name: str) -> Any:
+        router = built.get(service_name)
+        if router is None:
+            with building:
+                router = built.get(service_name) or original(service_name)
+                built[service_name] = router
+        return router
+
+    def _get_router(self: Any, protocol: str, _lazy: Any = routing.ServiceOperationRouter._get_router) -> Any:
+        router = self._routers.get(protocol)
+        if router is None:
+            with building:
+                router = _lazy(self, protocol)  # builds only if no other thread did meanwhile
+        return router
+
+    setattr(get_service_router, _MARK, True)
+    routing.get_service_router = get_service_router
+    responses.get_service_router = get_service_router  # imported by name there
+    routing.ServiceOperationRouter._get_router = _get_router  # one router per service and protocol, also lazily
 
 
 def defer_batch_import() -> None:

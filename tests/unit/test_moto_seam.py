@@ -94,6 +94,29 @@ def test_moto_batch_is_deferred_and_still_whole_when_asked_for():
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
 
 
+def test_concurrent_first_requests_build_one_router():
+    """Contract for ``moto_speed.lock_routers``, in a fresh interpreter: four threads asking for Lambda's router at
+    once get one object, built once, through the names moto's request dispatch calls."""
+    script = (
+        "import threading\n"
+        "from moto.core import responses, routing\n"
+        "from emulator.moto_speed import lock_routers\n"
+        "lock_routers(); lock_routers()\n"
+        "assert responses.get_service_router is routing.get_service_router\n"
+        "builds = []\n"
+        "build = routing.RestRouter.__init__\n"
+        "routing.RestRouter.__init__ = lambda self, *a: (builds.append(1), build(self, *a))[1]\n"
+        "got = []\n"
+        "ask = lambda: got.append(responses.get_service_router('lambda')._get_router('rest-json'))\n"
+        "threads = [threading.Thread(target=ask) for _ in range(4)]\n"
+        "[t.start() for t in threads]; [t.join() for t in threads]\n"
+        "assert len(got) == 4 and len({id(r) for r in got}) == 1 and len(builds) == 1, (len(got), len(builds))\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
 def test_moto_speed_ups_keep_what_moto_returns():
     """Contract for ``emulator.moto_speed``: the module listing, the JSONPath parses and the
     Step Functions clients are cached where moto calls them, and answer what moto's own would."""
