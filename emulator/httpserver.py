@@ -62,12 +62,11 @@ def _handler_class() -> type:
             environ["wsgi.input_terminated"] = True
             environ["CONTENT_LENGTH"] = str(len(body))
             started: list[Any] = []
+            chunks: list[bytes] = []
 
             def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
                 started[:] = [status, headers]
-                return lambda data: chunks.append(data)
-
-            chunks: list[bytes] = []
+                return chunks.append
             try:
                 result = self.server.app(environ, start_response)
                 try:
@@ -78,7 +77,7 @@ def _handler_class() -> type:
             except Exception:  # the app failed: a 500, as werkzeug answers (the connection is closed)
                 logger.exception("error on request %s %s", self.command, self.path)
                 started[:] = ["500 INTERNAL SERVER ERROR", [("Content-Type", "text/plain")]]
-                chunks = [b"Internal Server Error"]
+                chunks[:] = [b"Internal Server Error"]
                 self.close_connection = True
             self._respond(started[0], started[1], b"".join(chunks))
 

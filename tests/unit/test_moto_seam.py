@@ -16,6 +16,12 @@ from emulator import motoseam as runner
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _in_a_fresh_interpreter(script: str) -> None:
+    """Run ``script`` (which prints ``ok`` at its end) where no moto module is imported yet."""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
 def test_moto_is_the_pinned_minor_version():
     assert moto.__version__.startswith("5.2."), f"moto {moto.__version__}: the runner's seam was checked on 5.2.x"
 
@@ -90,8 +96,7 @@ def test_moto_batch_is_deferred_and_still_whole_when_asked_for():
         "    assert 'no_such_name' in str(exc)\n"
         "print('ok')\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
-    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+    _in_a_fresh_interpreter(script)
 
 
 def test_concurrent_first_requests_build_one_router():
@@ -113,8 +118,7 @@ def test_concurrent_first_requests_build_one_router():
         "assert len(got) == 4 and len({id(r) for r in got}) == 1 and len(builds) == 1, (len(got), len(builds))\n"
         "print('ok')\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
-    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+    _in_a_fresh_interpreter(script)
 
 
 def test_moto_speed_ups_keep_what_moto_returns():
