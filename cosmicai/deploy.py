@@ -39,7 +39,7 @@ from typing import Any, Callable
 
 from cosmicai import iam as iam_docs
 from cosmicai.resources import (
-    FunctionSpec, deploy_lock, ensure_bucket, ensure_function, ensure_log_group, ensure_role, ensure_state_machine,
+    FunctionSpec, create_function_request, deploy_lock, ensure_bucket, ensure_function, ensure_log_group, ensure_role, ensure_state_machine,
     ensure_version, put_tagged,
 )
 from cosmicai.targets import TargetSettings
@@ -201,20 +201,24 @@ def account_id(target: TargetSettings) -> str:
     return target.client("sts").get_caller_identity()["Account"]
 
 
-def deploy(target: TargetSettings, stack: Stack, on_function: Callable[[str, str], None] | None = None) -> Deployment:
+Planned = Callable[[str, str, str, dict[str, Any]], None]  # (key, account, region, CreateFunction's parameters)
+
+
+def deploy(target: TargetSettings, stack: Stack, on_function: Callable[[str, str], None] | None = None,
+           on_planned: Planned | None = None) -> Deployment:
     """Create or update everything the pipeline needs on the target.
 
-    ``on_function(key, version_arn)`` is called as soon as each function's version is
-    published (an in-process engine starts its workers then, while the deploy goes on).
+    ``on_planned(key, account, region, request)`` is called for each function once it is
+    packaged, before anything is created (``request``: the CreateFunction parameters it gets
+    if it does not exist yet; its Role is left empty, not known yet); ``on_function(key,
+    version_arn)`` as soon as each function's version is published. An in-process engine
+    starts its workers at either, while the deploy goes on.
     """
     s3, iam, lam, sfn, logs = (target.client(s) for s in ("s3", "iam", "lambda", "stepfunctions", "logs"))
     image = target.packaging == "image"
     if image and not stack.image_uri:
         raise ValueError("the aws target runs Infer from a container image: build and push it first (see cosmicai.aws)")
     account = account_id(target)
-    ensure_bucket(s3, stack.bucket, target.region, stack.tags)
-    lambda_policy = iam_docs.lambda_policy(bucket=stack.bucket, data_bucket=stack.bucket, stack_name=stack.name, region=target.region, account=account)
-    lambda_role = ensure_role(iam, f"{stack.name}-lambda", iam_docs.LAMBDA_TRUST, lambda_policy, stack.tags)
     if not image:  # offline: packaged as for AWS wherever the engine can run it
         stack = replace(stack, vendor_dir=offline_vendor_dir(), image_uri=build_local_image(stack) if runs_local_images(target) else None)
     code = package_handlers(stack.extra_files, stack.vendor_dir)
@@ -225,9 +229,34 @@ def deploy(target: TargetSettings, stack: Stack, on_function: Callable[[str, str
         "COSMICAI_INFER_TIMEOUT_S": str(stack.infer_timeout_s),
         **stack.environment,
     }
+    if on_planned is not None:
+        for key in HANDLERS:
+            on_planned(key, account, target.region, create_function_request(function_spec(target, stack, key, "", code, environment)))
+    ensure_bucket(s3, stack.bucket, target.region, stack.tags)
+    lambda_policy = iam_docs.lambda_policy(bucket=stack.bucket, data_bucket=stack.bucket, stack_name=stack.name, region=target.region, account=account)
+    lambda_role = ensure_role(iam, f"{stack.name}-lambda", iam_docs.LAMBDA_TRUST, lambda_policy, stack.tags)
     arns = {}
     with deploy_lock(s3, stack.bucket, f"{stack.name}-deploy"):
         return _deploy_locked(target, stack, account, lambda_role, code, environment, arns, on_function)
+
+
+def function_spec(target: TargetSettings, stack: Stack, key: str, lambda_role: str, code: bytes | None, environment: dict[str, str]) -> FunctionSpec:
+    """The desired state of one of the stack's functions (Infer from the stack's image where it has one)."""
+    heavy = key == "infer"
+    from_image = heavy and stack.image_uri is not None
+    return FunctionSpec(
+        name=stack.function_name(key),
+        role_arn=lambda_role,
+        memory_mb=stack.infer_memory_mb if heavy else stack.aux_memory_mb,
+        timeout_s=stack.infer_timeout_s if heavy else stack.aux_timeout_s,
+        environment=environment,
+        tags=stack.tags,
+        handler=None if from_image else stack.handler_overrides.get(key, HANDLERS[key]),
+        runtime=None if from_image else (target.zip_runtime or stack.runtime),
+        code=None if from_image else code,
+        image_uri=stack.image_uri if from_image else None,
+        image_command=(stack.handler_overrides[key],) if from_image and key in stack.handler_overrides else (),
+    )
 
 
 def _deploy_locked(target: TargetSettings, stack: Stack, account: str, lambda_role: str, code: bytes | None,
@@ -237,25 +266,10 @@ def _deploy_locked(target: TargetSettings, stack: Stack, account: str, lambda_ro
 
     def one(key: str) -> str:
         """Create or update one function and publish its version; its version's ARN."""
-        heavy = key == "infer"
-        name = stack.function_name(key)
-        ensure_log_group(logs, f"/aws/lambda/{name}", stack.tags)
-        from_image = heavy and stack.image_uri is not None
-        spec = FunctionSpec(
-            name=name,
-            role_arn=lambda_role,
-            memory_mb=stack.infer_memory_mb if heavy else stack.aux_memory_mb,
-            timeout_s=stack.infer_timeout_s if heavy else stack.aux_timeout_s,
-            environment=environment,
-            tags=stack.tags,
-            handler=None if from_image else stack.handler_overrides.get(key, HANDLERS[key]),
-            runtime=None if from_image else (target.zip_runtime or stack.runtime),
-            code=None if from_image else code,
-            image_uri=stack.image_uri if from_image else None,
-            image_command=(stack.handler_overrides[key],) if from_image and key in stack.handler_overrides else (),
-        )
+        spec = function_spec(target, stack, key, lambda_role, code, environment)
+        ensure_log_group(logs, f"/aws/lambda/{spec.name}", stack.tags)
         ensure_function(lam, spec)
-        version = ensure_version(lam, name)
+        version = ensure_version(lam, spec.name)
         if on_function is not None:
             on_function(key, version)
         return version

@@ -126,6 +126,12 @@ class FunctionSpec:
         return config
 
 
+def create_function_request(spec: FunctionSpec) -> dict[str, Any]:
+    """CreateFunction's parameters for ``spec``."""
+    code = {"ImageUri": spec.image_uri} if spec.image_uri else {"ZipFile": spec.code}
+    return {"FunctionName": spec.name, "Code": code, "PackageType": "Image" if spec.image_uri else "Zip", "Tags": spec.tags, **spec.config()}
+
+
 def _config_differs(current: dict[str, Any], desired: dict[str, Any]) -> bool:
     for key, value in desired.items():
         have = current.get(key)
@@ -146,10 +152,8 @@ def ensure_function(lam: Any, spec: FunctionSpec) -> str:
     except ClientError as exc:
         if exc.response["Error"]["Code"] != "ResourceNotFoundException":
             raise
-        code = {"ImageUri": spec.image_uri} if spec.image_uri else {"ZipFile": spec.code}
-        package = "Image" if spec.image_uri else "Zip"
         try:
-            arn = lam.create_function(FunctionName=spec.name, Code=code, PackageType=package, Tags=spec.tags, **spec.config())["FunctionArn"]
+            arn = lam.create_function(**create_function_request(spec))["FunctionArn"]
         except ClientError as exc:  # another deploy created it first: carry on as an update
             if exc.response["Error"]["Code"] != "ResourceConflictException":
                 raise

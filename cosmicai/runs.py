@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator
 
 
 from cosmicai import deploy as deploy_mod
-from cosmicai import execute, runfolder
+from cosmicai import execute, runfolder, warmup
 from cosmicai.targets import TargetSettings
 from inference.errors import PayloadError
 from inference.naming import DEFAULT_MODEL, builtin_names, canonical_name, is_builtin, parse_size, sorted_partitions
@@ -220,9 +220,9 @@ def stage_inputs(
         _check_buckets(target, parse_payload(payload))
         if deployment is None:
             progress.stage("deploying")
-            deployment = deploy_mod.deploy(target, stack, on_function=_prewarmer(engine))
+            deployment = deploy_mod.deploy(target, stack, on_function=warmup.prewarmer(engine), on_planned=warmup.prestarter(engine))
         else:
-            _prewarm(engine, deployment)
+            warmup.prewarm_deployment(engine, deployment)
         return deployment, payload, parse_payload(payload).world_size or 0
     s3 = target.client("s3")
     with tempfile.TemporaryDirectory(prefix="cosmicai-data-") as workdir:
@@ -232,9 +232,9 @@ def stage_inputs(
             raise PayloadError(f"world_size: {request.world_size} is larger than the number of partitions ({len(paths)})")
         if deployment is None:
             progress.stage("deploying")
-            deployment = deploy_mod.deploy(target, stack, on_function=_prewarmer(engine))
+            deployment = deploy_mod.deploy(target, stack, on_function=warmup.prewarmer(engine), on_planned=warmup.prestarter(engine))
         else:
-            _prewarm(engine, deployment)
+            warmup.prewarm_deployment(engine, deployment)
         progress.stage(f"uploading {len(paths)} partitions and the model")
         model_name, folder = model_folder(request.model, request.model_folder, Path(workdir))
         model_key = deploy_mod.upload_model_folder(s3, stack.bucket, model_name, folder, stack.tags)
@@ -242,35 +242,6 @@ def stage_inputs(
         deploy_mod.upload_files(s3, stack.bucket, data_prefix, paths, tags=stack.tags)
     payload = build_payload(request, stack.bucket, data_prefix, model_key, run_id)
     return deployment, payload, request.world_size or len(paths)
-
-
-_PREWARM = {"infer": None, "initialize": 1, "summarize": 1}  # workers per function (None: as many as run at once)
-
-
-def _prewarmer(engine: Any) -> Callable[[str, str], None] | None:
-    """What ``deploy`` calls as each function is published: an in-process engine starts its workers then, so they
-    import their handlers (Infer: torch) while the deploy and the uploads go on. Initialize and Summarize run once
-    per execution: one worker each; Infer: as many as run at once."""
-    if engine is None or not hasattr(engine, "prewarm"):
-        return None
-
-    def prewarm(key: str, arn: str) -> None:
-        if key not in _PREWARM:
-            return
-        try:
-            engine.prewarm(arn, _PREWARM[key])
-        except Exception as exc:  # a speed-up only: the run goes on with cold workers (said, for it is a bug)
-            logger.warning("could not start %s's workers ahead of the run (they start cold): %s", key, exc)
-
-    return prewarm
-
-
-def _prewarm(engine: Any, deployment: deploy_mod.Deployment) -> None:
-    """Start the workers of an existing deployment's functions (see ``_prewarmer``)."""
-    prewarm = _prewarmer(engine)
-    if prewarm is not None:
-        for key, arn in deployment.function_arns.items():
-            prewarm(key, arn)
 
 
 def _check_buckets(target: TargetSettings, parsed: Any) -> None:

@@ -9,6 +9,7 @@ through moto's config API (``execute_state_machine``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -51,6 +52,7 @@ class EmbeddedEmulator:
         self._saved_port: str | None = None
         self._previous_seam: Any = None
         self._patching: threading.Thread | None = None
+        self._planned: dict[str, Any] = {}  # function name: the spec its environments started as (``prestart``)
 
     @property
     def endpoint_url(self) -> str:
@@ -102,7 +104,32 @@ class EmbeddedEmulator:
             return
         region, account = function_arn.split(":")[3], function_arn.split(":")[4]
         fn = lambda_backends[account][region].get_function(function_arn)  # the version the ARN names
-        self.pool.prewarm(function_spec(fn), getattr(fn, "code_bytes", b"") or b"", count)
+        spec = function_spec(fn)
+        planned = self._planned.pop(spec.name, None)
+        if planned is not None and planned != spec:  # a bug: the planned environments are retired, new ones start
+            differ = [f.name for f in dataclasses.fields(spec) if getattr(spec, f.name) != getattr(planned, f.name)]
+            logger.warning("%s: the environments started before its deploy do not match version %s (%s): started again",
+                           spec.name, spec.version, ", ".join(differ))
+        self.pool.prewarm(spec, getattr(fn, "code_bytes", b"") or b"", count)
+
+    def prestart(self, account: str, region: str, request: dict[str, Any], count: int | None = None) -> None:
+        """Start ``count`` (default: its capacity) environments of a function a deploy is about to create
+        (CreateFunction's parameters), as its first version will be, so they import the handler while the deploy
+        creates it; ``prewarm`` then finds them. Nothing when the function exists (its next version is not known)."""
+        from moto.awslambda.models import lambda_backends
+
+        from emulator.motoseam import planned_spec
+
+        if self.pool is None:
+            return
+        try:
+            lambda_backends[account][region].get_function(request["FunctionName"])
+            return
+        except Exception:  # moto's UnknownFunctionException: not created yet
+            pass
+        spec = planned_spec(request, region)
+        self._planned[spec.name] = spec
+        self.pool.prewarm(spec, (request.get("Code") or {}).get("ZipFile") or b"", count)
 
     def _wait_ready(self, timeout_s: float = 15.0) -> None:
         deadline = time.time() + timeout_s

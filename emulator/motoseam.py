@@ -45,6 +45,28 @@ def function_spec(fn: Any) -> FunctionSpec:
     )
 
 
+def planned_spec(request: dict[str, Any], region: str, version: str = "1") -> FunctionSpec:
+    """The FunctionSpec moto gives a function created with CreateFunction's parameters ``request`` and published as
+    ``version`` (moto's defaults where the request is silent): what a deploy's environments can start as before the
+    function exists. tests/unit/test_moto_seam.py holds it to ``function_spec`` of the function moto creates."""
+    code = request.get("Code") or {}
+    image = code.get("ImageUri", "") if request.get("PackageType", "Zip") == "Image" else ""
+    return FunctionSpec(
+        name=request["FunctionName"],
+        handler=request.get("Handler") or "",
+        code_sha=hashlib.sha256(image.encode() if image else code.get("ZipFile") or b"").hexdigest(),
+        timeout_s=float(request.get("Timeout") or 3),
+        memory_mb=int(request.get("MemorySize") or 128),
+        environment=tuple(sorted((str(k), str(v)) for k, v in ((request.get("Environment") or {}).get("Variables") or {}).items())),
+        region=region,
+        runtime=request.get("Runtime") or "python3.12",
+        version=version,
+        image_uri=image,
+        image_command=tuple((request.get("ImageConfig") or {}).get("Command") or ()) if image else (),
+        ephemeral_mb=int((request.get("EphemeralStorage") or {}).get("Size") or 512),
+    )
+
+
 def save_logs(fn: Any, spec: FunctionSpec, result: Any) -> str:
     """Write the invocation's lines into its execution environment's log stream (one per environment, as on
     Lambda: created with the environment's first lines); the lines written."""

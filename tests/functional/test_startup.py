@@ -1,5 +1,6 @@
-"""A run's start on the embedded target: its workers start while it deploys (they import their handlers, Infer's
-torch, before the execution needs them), and a failed start of them is said, never swallowed.
+"""A run's start on the embedded target: its workers start while it deploys, from the moment its functions are
+packaged (they import their handlers, Infer's torch, before the execution needs them), and a failed start of them
+is said, never swallowed.
 
 Embedded only: these look inside the in-process pool.
 """
@@ -12,7 +13,7 @@ from dataclasses import replace
 import pytest
 
 from cosmicai import deploy as deploy_mod
-from cosmicai.runs import _prewarmer
+from cosmicai.warmup import prestarter, prewarmer
 
 pytestmark = pytest.mark.embedded_only("looks inside the embedded engine's worker pool")
 
@@ -29,7 +30,7 @@ def _environments(emulator, stack):
 
 def test_a_deploy_starts_each_functions_workers_as_it_is_published(target, emulator, tiny_stack):
     stack = replace(tiny_stack, name="cosmicai-prewarm")
-    deploy_mod.deploy(target, stack, on_function=_prewarmer(emulator))
+    deploy_mod.deploy(target, stack, on_function=prewarmer(emulator))
     environments = _environments(emulator, stack)
     capacity = emulator.pool.capacity
     assert {key: len(found) for key, found in environments.items()} == {"initialize": 1, "infer": capacity, "summarize": 1}
@@ -41,14 +42,55 @@ def test_a_deploy_starts_each_functions_workers_as_it_is_published(target, emula
     assert "Init Duration" not in infer.init_logs and infer.init_s is not None and infer.init_s > 0
 
 
+def test_a_deploy_starts_the_workers_before_it_creates_the_functions_and_the_published_versions_keep_them(target, emulator, tiny_stack, caplog):
+    stack = replace(tiny_stack, name="cosmicai-prestart")
+    lam = target.client("lambda")
+    prestart = prestarter(emulator)
+    before: dict[str, list] = {}
+
+    def planned(key, account, region, request):
+        prestart(key, account, region, request)
+        with pytest.raises(lam.exceptions.ResourceNotFoundException):  # started before the function exists
+            lam.get_function(FunctionName=request["FunctionName"])
+        before[key] = list(_environments(emulator, stack).get(key, []))
+
+    with caplog.at_level(logging.WARNING):
+        deployment = deploy_mod.deploy(target, stack, on_function=prewarmer(emulator), on_planned=planned)
+    capacity = emulator.pool.capacity
+    assert {key: len(found) for key, found in before.items() if found} == {"initialize": 1, "infer": capacity, "summarize": 1}
+    after = _environments(emulator, stack)
+    assert {key: after[key] for key in before if before[key]} == {key: found for key, found in before.items() if found}  # kept, none added
+    for key, found in after.items():  # each serves the version the state machine invokes
+        assert {environment.spec.version for environment in found} == {deployment.function_arns[key].rsplit(":", 1)[1]}
+    assert not [r for r in caplog.records if "do not match" in r.getMessage()]
+
+
+def test_workers_started_for_a_function_that_then_differs_are_said_and_replaced(target, emulator, tiny_stack, caplog):
+    """A prediction that turns out wrong (a bug) is said; the published version gets its own workers."""
+    stack = replace(tiny_stack, name="cosmicai-prestart-wrong")
+    prestart = prestarter(emulator)
+
+    def planned(key, account, region, request):
+        wrong = {**request, "Environment": {"Variables": {**request["Environment"]["Variables"], "PREDICTED": "wrongly"}}}
+        prestart(key, account, region, wrong)
+
+    with caplog.at_level(logging.WARNING, logger="emulator.embedded"):
+        deploy_mod.deploy(target, stack, on_function=prewarmer(emulator), on_planned=planned)
+    said = [r.getMessage() for r in caplog.records if "do not match" in r.getMessage()]
+    assert len(said) == 3 and all("environment" in line for line in said), said
+    for found in _environments(emulator, stack).values():
+        serving = [e for e in found if e.alive() and "PREDICTED" not in dict(e.spec.environment)]
+        assert serving, "the published version has no workers of its own"
+
+
 def test_a_prewarm_that_fails_is_said_and_the_deploy_goes_on(target, tiny_stack, caplog):
     class Broken:
         def prewarm(self, arn, count=None):
             raise RuntimeError("no such method in this moto")
 
     stack = replace(tiny_stack, name="cosmicai-prewarm-broken")
-    with caplog.at_level(logging.WARNING, logger="cosmicai.runs"):
-        deployment = deploy_mod.deploy(target, stack, on_function=_prewarmer(Broken()))
+    with caplog.at_level(logging.WARNING, logger="cosmicai.warmup"):
+        deployment = deploy_mod.deploy(target, stack, on_function=prewarmer(Broken()))
     assert set(deployment.function_arns) == set(deploy_mod.HANDLERS)
     said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(said) == 3 and all("no such method in this moto" in line and "start cold" in line for line in said)

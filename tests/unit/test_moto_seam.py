@@ -292,3 +292,36 @@ def test_the_lambda_rules_wrap_what_moto_calls():
     assert "fn.reserved_concurrency = reserved_concurrency" in inspect.getsource(LambdaBackend.put_function_concurrency._cosmicai_original)
     assert "except HTTPException as http_error" in inspect.getsource(BaseResponse.call_action)
     assert lambda_rules._Payload(b"x" * 7_000_000).__sizeof__() == 0
+
+
+@pytest.mark.parametrize("kind", ["zip", "zip with moto's defaults", "image"])
+def test_a_planned_spec_is_the_spec_moto_gives_the_functions_first_version(kind):
+    """Contract for ``motoseam.planned_spec`` (the environments a deploy starts before its functions exist): the
+    FunctionSpec predicted from CreateFunction's parameters is the one moto's published version 1 has."""
+    import io
+    import zipfile
+
+    import boto3
+    from moto import mock_aws
+    from moto.awslambda.models import lambda_backends
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("app.py", "def handler(event, context):\n    return 1\n")
+    request: dict = {"FunctionName": f"planned-{kind.split()[0]}", "Tags": {"cosmicai:stack": "t"}}
+    if kind == "image":
+        request.update(PackageType="Image", Code={"ImageUri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/cosmicai:abc"},
+                       ImageConfig={"Command": ["inference.infer.handler"]}, MemorySize=2048, Timeout=120,
+                       Environment={"Variables": {"B": "2", "A": "1"}})
+    else:
+        request.update(PackageType="Zip", Code={"ZipFile": buffer.getvalue()}, Handler="app.handler", Runtime="python3.11")
+        if "defaults" not in kind:
+            request.update(MemorySize=512, Timeout=30, EphemeralStorage={"Size": 1024}, Environment={"Variables": {"COSMICAI_STACK": "t"}})
+    with mock_aws():
+        role = boto3.client("iam", region_name="eu-west-1").create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        lam = boto3.client("lambda", region_name="eu-west-1")
+        lam.create_function(Role=role, **request)
+        arn = lam.publish_version(FunctionName=request["FunctionName"])["FunctionArn"]
+        published = runner.function_spec(lambda_backends["123456789012"]["eu-west-1"].get_function(arn))
+    assert published.version == "1"
+    assert runner.planned_spec({**request, "Role": ""}, "eu-west-1") == published
