@@ -10,7 +10,7 @@ same environ), its WSGI call our own: the body is read whole before the app
 runs (so nothing unread can be taken for the next request line), the
 response is sent with its length (chunked when the app gives none), and the
 connection stays open until the client closes it, says ``Connection:
-close``, or is idle for ``IDLE_S``. A thread serves each open connection
+close``, or is idle for ``IDLE_S`` (closed quietly: a client reconnects). A thread serves each open connection
 (unbounded, as werkzeug's: a Lambda Invoke may block on a worker whose own
 S3 calls need a thread of their own). ``stop()`` closes the open ones.
 """
@@ -49,6 +49,12 @@ def _handler_class() -> type:
             with self.server.lock:
                 self.server.open_connections.discard(self.connection)
             super().finish()
+
+        def log_error(self, format: str, *args: Any) -> None:
+            if format.startswith("Request timed out"):  # http.server's words for a connection idle for IDLE_S: closed, as meant
+                logger.debug("closed a connection idle for %.0f s", self.timeout)
+                return
+            super().log_error(format, *args)
 
         def run_wsgi(self) -> None:
             if self.headers.get("Expect", "").lower().strip() == "100-continue":

@@ -90,3 +90,27 @@ def test_stop_closes_open_connections_and_frees_the_port(server):
         connection.getresponse().read()
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", server.port), timeout=2)
+
+
+def test_an_idle_connection_is_closed_quietly(monkeypatch, caplog):
+    """A kept-alive connection idle for IDLE_S is closed by the server without an ERROR line (http.server calls it
+    'Request timed out'; a long-lived emulator printed one per idle client)."""
+    import logging
+
+    from emulator import httpserver
+
+    monkeypatch.setattr(httpserver, "IDLE_S", 0.2)
+    running = KeepAliveMotoServer("127.0.0.1", free_port(), app=app)
+    running.start()
+    try:
+        with caplog.at_level(logging.DEBUG), socket.create_connection(("127.0.0.1", running.port), timeout=10) as sock:
+            sock.sendall(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+            received = b""
+            while not received.rstrip().endswith(b"}"):
+                received += sock.recv(4096)
+            assert received.startswith(b"HTTP/1.1 200")
+            assert sock.recv(1) == b""  # then idle: the server closes it
+    finally:
+        running.stop()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], [r.getMessage() for r in caplog.records]
+    assert any("idle" in r.getMessage() for r in caplog.records)
