@@ -287,15 +287,20 @@ def _deploy_locked(target: TargetSettings, stack: Stack, account: str, lambda_ro
 
 
 def upload_files(s3: Any, bucket: str, prefix: str, paths: list[Path], progress: Callable[[int], None] | None = None, tags: dict[str, str] | None = None) -> list[str]:
-    """Upload partition files under ``prefix`` keeping their names; return the keys."""
-    keys = []
+    """Upload partition files under ``prefix`` keeping their names, several at once (one boto3 transfer manager for
+    them all: multipart where a file is large); return the keys."""
+    from boto3.s3.transfer import TransferConfig, create_transfer_manager
+
+    from cosmicai.execute import TRANSFER_THREADS
+
     extra = {"Tagging": "&".join(f"{k}={v}" for k, v in tags.items())} if tags else None
-    for path in paths:
-        key = f"{prefix.rstrip('/')}/{path.name}"
-        s3.upload_file(str(path), bucket, key, ExtraArgs=extra)
-        keys.append(key)
-        if progress:
-            progress(1)
+    keys = [f"{prefix.rstrip('/')}/{path.name}" for path in paths]
+    with create_transfer_manager(s3, TransferConfig(max_concurrency=TRANSFER_THREADS)) as manager:
+        uploads = [manager.upload(str(path), bucket, key, extra_args=extra) for path, key in zip(paths, keys)]
+        for upload in uploads:
+            upload.result()
+            if progress:
+                progress(1)
     return keys
 
 

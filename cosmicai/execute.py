@@ -12,6 +12,7 @@ import json
 import logging
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -22,6 +23,7 @@ from inference.errors import PayloadError
 
 logger = logging.getLogger(__name__)
 TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+TRANSFER_THREADS = 8  # objects fetched at once: hides each request's latency (AWS, LocalStack); within botocore's pool of 10
 MAX_INPUT_BYTES = 256 * 1024  # Step Functions: execution input and state data, 256 KiB (UTF-8)
 
 
@@ -128,7 +130,8 @@ def wait(
 
 
 def fetch_results(s3: Any, bucket: str, result_prefix: str, out_dir: Path) -> dict[str, Any] | None:
-    """Download summary.json, combined_data.json, every rank record and its predictions; return the summary."""
+    """Download summary.json, combined_data.json, every rank record and its predictions (several at once); return the
+    summary."""
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = None
     for name in ("summary.json", "combined_data.json"):
@@ -139,6 +142,7 @@ def fetch_results(s3: Any, bucket: str, result_prefix: str, out_dir: Path) -> di
         (out_dir / name).write_bytes(body)
         if name == "summary.json":
             summary = json.loads(body)
+    wanted: list[tuple[str, Path]] = []
     for folder, suffix in (("ranks", ".json"), ("predictions", ".pt")):
         local = out_dir / folder
         local.mkdir(exist_ok=True)
@@ -146,8 +150,14 @@ def fetch_results(s3: Any, bucket: str, result_prefix: str, out_dir: Path) -> di
         for key in list_keys(s3, bucket, prefix):
             stem = key[len(prefix) :]
             if stem.endswith(suffix) and stem[: -len(suffix)].isdigit():  # never a path taken from a key as is
-                body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-                (local / f"{int(stem[: -len(suffix)])}{suffix}").write_bytes(body)
+                wanted.append((key, local / f"{int(stem[: -len(suffix)])}{suffix}"))
+
+    def download(item: tuple[str, Path]) -> None:
+        key, path = item
+        path.write_bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    with ThreadPoolExecutor(max_workers=TRANSFER_THREADS) as pool:
+        list(pool.map(download, wanted))
     return summary
 
 
