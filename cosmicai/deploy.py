@@ -28,7 +28,9 @@ import json
 import logging
 import os
 import re
+import shutil
 import sys
+import tempfile
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -65,6 +67,7 @@ BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")  # S3's bucket n
 MAX_MEMORY_MB = 10_240  # Lambda's limit
 MAX_TIMEOUT_S = 900  # Lambda's limit
 _ZIP_DATE = (2024, 1, 1, 0, 0, 0)  # fixed timestamps: same sources, same zip, same CodeSha256
+HOST_RUNTIME = f"python{sys.version_info.major}.{sys.version_info.minor}"  # the Lambda runtime this interpreter is
 OFFLINE_VENDORED = ("pydantic", "pydantic_core", "typing_extensions", "annotated_types", "typing_inspection")  # cosmicai.aws VENDORED, installed
 
 
@@ -125,12 +128,13 @@ def _add(archive: zipfile.ZipFile, name: str, body: bytes) -> None:
     archive.writestr(info, body)
 
 
-def package_handlers(extra_files: dict[str, bytes] | None = None, vendor_dir: Path | None = None) -> bytes:
+def package_handlers(extra_files: dict[str, bytes] | None = None, vendor_dir: Path | None = None, runtime: str | None = None) -> bytes:
     """A zip of the ``inference`` package (Python sources), plus vendored dependencies if given.
 
     The vendored part (megabytes of pydantic) is compressed once per vendor folder (:func:`_vendor_zip`); each
-    deploy appends only the handlers' sources to a copy of it."""
-    buffer = io.BytesIO(_vendor_zip(vendor_dir) if vendor_dir is not None else b"")
+    deploy appends only the handlers' sources to a copy of it. Where ``runtime`` (``python3.X``) is this
+    interpreter's, the vendored modules come compiled too (:func:`_compiled`)."""
+    buffer = io.BytesIO(_vendor_zip(vendor_dir, runtime == HOST_RUNTIME) if vendor_dir is not None else b"")
     root = resources.files("inference")
     with zipfile.ZipFile(buffer, "a" if vendor_dir is not None else "w") as archive:
         for entry in sorted(root.iterdir(), key=lambda e: e.name):
@@ -141,9 +145,10 @@ def package_handlers(extra_files: dict[str, bytes] | None = None, vendor_dir: Pa
     return buffer.getvalue()
 
 
-def _vendor_zip(vendor_dir: Path) -> bytes:
-    """The vendored files as a zip; kept beside a finished vendor folder (``.complete``: it no longer changes)."""
-    cached = vendor_dir.with_name(f"{vendor_dir.name}.zip")
+def _vendor_zip(vendor_dir: Path, compiled: bool = False) -> bytes:
+    """The vendored files as a zip (with :func:`_compiled` bytecode if ``compiled``); kept beside a finished vendor
+    folder (``.complete``: it no longer changes)."""
+    cached = vendor_dir.with_name(f"{vendor_dir.name}{'.' + sys.implementation.cache_tag if compiled else ''}.zip")
     complete = (vendor_dir / ".complete").is_file()
     if complete and cached.is_file():
         return cached.read_bytes()
@@ -151,11 +156,32 @@ def _vendor_zip(vendor_dir: Path) -> bytes:
     with zipfile.ZipFile(buffer, "w") as archive:
         for path in sorted(p for p in vendor_dir.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.name != ".complete"):
             _add(archive, path.relative_to(vendor_dir).as_posix(), path.read_bytes())
+        for name, body in sorted(_compiled(vendor_dir).items()) if compiled else ():
+            _add(archive, name, body)
     if complete:
         staging = cached.with_name(f".{cached.name}-{os.getpid()}")
         staging.write_bytes(buffer.getvalue())
         os.replace(staging, cached)
     return buffer.getvalue()
+
+
+def _compiled(folder: Path) -> dict[str, bytes]:
+    """``folder``'s modules compiled by this interpreter: {``<dir>/__pycache__/<name>.<cache tag>.pyc``: bytecode}.
+
+    Lambda's ``/var/task`` is read-only, so a zip without bytecode compiles every module it imports at every cold
+    start (pydantic: about 0.25 s of CPU; far more at a small function's fraction of a vCPU). Unchecked-hash pycs
+    (PEP 552) are used whatever the unpacked files' times. Compiled in a fresh isolated interpreter, one file after
+    another: marshal's output depends on the compiling process's state, and the zip must not change between
+    deploys (its CodeSha256 would publish a new version each time)."""
+    import subprocess
+
+    with tempfile.TemporaryDirectory(prefix="cosmicai-pyc-") as work:
+        staging = Path(work) / "src"
+        shutil.copytree(folder, staging, ignore=shutil.ignore_patterns("__pycache__", ".complete"))
+        subprocess.run([sys.executable, "-I", "-m", "compileall", "-q", "-f", "-j", "1", "--invalidation-mode", "unchecked-hash",
+                        "-s", str(staging), str(staging)], check=False, capture_output=True)  # a file it cannot compile stays source only
+        tag = f".{sys.implementation.cache_tag}.pyc"
+        return {path.relative_to(staging).as_posix(): path.read_bytes() for path in staging.rglob(f"__pycache__/*{tag}")}
 
 
 def offline_vendor_dir() -> Path:
@@ -221,7 +247,7 @@ def deploy(target: TargetSettings, stack: Stack, on_function: Callable[[str, str
     account = account_id(target)
     if not image:  # offline: packaged as for AWS wherever the engine can run it
         stack = replace(stack, vendor_dir=offline_vendor_dir(), image_uri=build_local_image(stack) if runs_local_images(target) else None)
-    code = package_handlers(stack.extra_files, stack.vendor_dir)
+    code = package_handlers(stack.extra_files, stack.vendor_dir, target.zip_runtime or stack.runtime)
     environment = {
         "COSMICAI_TARGET": target.name,
         "COSMICAI_STACK": stack.name,
