@@ -13,7 +13,8 @@ the handlers as its files, ``inference.infer.handler`` as its CMD, as
 LocalStack in Docker (compose.yaml; its community edition runs no images) gets
 Infer as a zip, run in the runtime image it maps the zip runtime to. Every
 resource is tagged ``cosmicai:stack=<name>``. Idempotent: a second deploy with
-the same inputs changes nothing.
+the same inputs, from the same interpreter, changes nothing (the zips' compiled
+modules are that interpreter's, :func:`_compiled`).
 
 Objects written: ``results/`` and ``scripts/`` folder markers,
 ``scripts/<model>/`` (a model folder and its ``cosmicai-folder.json``) and
@@ -156,9 +157,10 @@ def _vendor_zip(vendor_dir: Path, compiled: bool = False) -> bytes:
     with zipfile.ZipFile(buffer, "w") as archive:
         for path in sorted(p for p in vendor_dir.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.name != ".complete"):
             _add(archive, path.relative_to(vendor_dir).as_posix(), path.read_bytes())
-        for name, body in sorted(_compiled(vendor_dir).items()) if compiled else ():
+        pycs = _compiled(vendor_dir) if compiled else {}
+        for name, body in sorted(pycs.items()):
             _add(archive, name, body)
-    if complete:
+    if complete and (pycs or not compiled):  # a compile that gave nothing is tried again next time
         staging = cached.with_name(f".{cached.name}-{os.getpid()}")
         staging.write_bytes(buffer.getvalue())
         os.replace(staging, cached)
@@ -172,16 +174,22 @@ def _compiled(folder: Path) -> dict[str, bytes]:
     start (pydantic: about 0.25 s of CPU; far more at a small function's fraction of a vCPU). Unchecked-hash pycs
     (PEP 552) are used whatever the unpacked files' times. Compiled in a fresh isolated interpreter, one file after
     another: marshal's output depends on the compiling process's state, and the zip must not change between
-    deploys (its CodeSha256 would publish a new version each time)."""
+    deploys (its CodeSha256 would publish a new version each time). The bytes are this interpreter's: another
+    patch release of the same Python may compile a module differently, so one stack deployed from two such
+    interpreters publishes a new version at each switch."""
     import subprocess
 
     with tempfile.TemporaryDirectory(prefix="cosmicai-pyc-") as work:
         staging = Path(work) / "src"
         shutil.copytree(folder, staging, ignore=shutil.ignore_patterns("__pycache__", ".complete"))
-        subprocess.run([sys.executable, "-I", "-m", "compileall", "-q", "-f", "-j", "1", "--invalidation-mode", "unchecked-hash",
-                        "-s", str(staging), str(staging)], check=False, capture_output=True)  # a file it cannot compile stays source only
+        done = subprocess.run([sys.executable, "-I", "-m", "compileall", "-q", "-f", "-j", "1", "--invalidation-mode", "unchecked-hash",
+                               "-s", str(staging), str(staging)], check=False, capture_output=True, text=True)
         tag = f".{sys.implementation.cache_tag}.pyc"
-        return {path.relative_to(staging).as_posix(): path.read_bytes() for path in staging.rglob(f"__pycache__/*{tag}")}
+        compiled = {path.relative_to(staging).as_posix(): path.read_bytes() for path in staging.rglob(f"__pycache__/*{tag}")}
+    if done.returncode != 0:  # a module it cannot compile ships as source only; nothing compiled at all is said louder
+        log = logger.warning if not compiled else logger.debug
+        log("compiling %s for the zip: %s", folder, (done.stdout + done.stderr).strip()[-500:] or f"exit {done.returncode}")
+    return compiled
 
 
 def offline_vendor_dir() -> Path:

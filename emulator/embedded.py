@@ -116,6 +116,7 @@ class EmbeddedEmulator:
         """Start ``count`` (default: its capacity) environments of a function a deploy is about to create
         (CreateFunction's parameters), as its first version will be, so they import the handler while the deploy
         creates it; ``prewarm`` then finds them. Nothing when the function exists (its next version is not known)."""
+        from moto.awslambda.exceptions import UnknownFunctionException
         from moto.awslambda.models import lambda_backends
 
         from emulator.motoseam import planned_spec
@@ -125,7 +126,7 @@ class EmbeddedEmulator:
         try:
             lambda_backends[account][region].get_function(request["FunctionName"])
             return
-        except Exception:  # moto's UnknownFunctionException: not created yet
+        except UnknownFunctionException:  # not created yet
             pass
         spec = planned_spec(request, region)
         self._planned[spec.name] = spec

@@ -51,8 +51,8 @@ def _handler_class() -> type:
             super().finish()
 
         def log_error(self, format: str, *args: Any) -> None:
-            if format.startswith("Request timed out"):  # http.server's words for a connection idle for IDLE_S: closed, as meant
-                logger.debug("closed a connection idle for %.0f s", self.timeout)
+            if format.startswith("Request timed out"):  # http.server's words for a socket silent for IDLE_S: closed, as meant
+                logger.debug("closed a connection silent for %.0f s (idle, or a client stalled mid-request)", self.timeout)
                 return
             super().log_error(format, *args)
 

@@ -74,3 +74,17 @@ def test_the_zip_is_the_same_bytes_from_any_process(tmp_path):
     digests = [subprocess.run([sys.executable, "-c", script, str(vendor), state], capture_output=True, text=True, cwd=ROOT, check=True).stdout
                for state in ("quiet", "busy")]
     assert digests[0] == digests[1] and len(digests[0].strip()) == 64
+
+
+def test_a_compile_that_gives_nothing_is_said_and_not_kept(tmp_path, caplog):
+    import logging
+
+    folder = tmp_path / "vendor"
+    folder.mkdir()
+    (folder / "broken.py").write_text("def broken(:\n")
+    (folder / ".complete").write_text("x\n")
+    with caplog.at_level(logging.WARNING, logger="cosmicai.deploy"):
+        code = package_handlers(vendor_dir=folder, runtime=HOST_RUNTIME)
+    assert "broken.py" in _names(code) and not [n for n in _names(code) if n.endswith(".pyc")]
+    assert any("broken.py" in r.getMessage() for r in caplog.records), [r.getMessage() for r in caplog.records]
+    assert not list(tmp_path.glob("vendor*.zip"))  # tried again at the next deploy, not cached without bytecode

@@ -1,5 +1,6 @@
-"""Unit tests of ``cosmicai.execute.fetch_results`` with a stand-in S3 client: what it brings home, which keys it
-refuses to turn into paths, and that it fetches several objects at once (a barrier, not a clock)."""
+"""Unit tests of a run's transfers: ``cosmicai.execute.fetch_results`` with a stand-in S3 client (what it brings
+home, which keys it refuses to turn into paths) and ``cosmicai.deploy.upload_files`` through moto; both move
+several objects at once (a barrier, not a clock)."""
 
 from __future__ import annotations
 
@@ -70,3 +71,36 @@ def test_a_missing_summary_is_none_and_the_records_still_come(tmp_path):
 def test_no_ranks_is_an_empty_fetch(tmp_path):
     assert fetch_results(FakeS3(_results(0)), "b", "r", tmp_path) == {"ranks_succeeded": 0}
     assert list((tmp_path / "ranks").iterdir()) == []
+
+
+def test_partitions_go_up_several_at_once_with_their_tags(tmp_path):
+    """``deploy.upload_files`` through moto: every file arrives, tagged, and PutObjects are in flight together (a
+    barrier in botocore's before-call hook: one upload at a time never gets past it)."""
+    import boto3
+    from moto import mock_aws
+
+    from cosmicai.deploy import upload_files
+
+    paths = []
+    for rank in range(TRANSFER_THREADS):
+        path = tmp_path / f"{rank}.pt"
+        path.write_bytes(b"p%d" % rank)
+        paths.append(path)
+    barrier = threading.Barrier(2, timeout=10)
+
+    def together(**kwargs):
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:  # the last one finds no partner: fine once the others went together
+            pass
+
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="cosmicai-up")
+        waits = []
+        s3.meta.events.register("before-call.s3.PutObject", lambda **kw: waits.append(barrier.n_waiting) or together())
+        keys = upload_files(s3, "cosmicai-up", "data/x", paths, tags={"cosmicai:stack": "t"})
+        assert keys == [f"data/x/{rank}.pt" for rank in range(TRANSFER_THREADS)]
+        assert s3.get_object(Bucket="cosmicai-up", Key="data/x/3.pt")["Body"].read() == b"p3"
+        assert s3.get_object_tagging(Bucket="cosmicai-up", Key="data/x/3.pt")["TagSet"] == [{"Key": "cosmicai:stack", "Value": "t"}]
+    assert max(waits) >= 1, "no PutObject found another in flight"
