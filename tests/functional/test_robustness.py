@@ -355,7 +355,9 @@ def test_the_memory_limit_catches_a_burst_between_polls(tmp_path, memory, fails)
         assert done.returncode == 1 and [f["error"]["type"] for f in summary["ranks_failed"]] == ["Runtime.OutOfMemory"] * 2
         log = next((cwd / "cosmicai-out").glob("*/logs/cosmicai-infer.log")).read_text()
         used = [int(line.split("Max Memory Used: ")[1].split(" MB")[0]) for line in log.splitlines() if line.startswith("REPORT")]
-        assert used and min(used) > 400  # the REPORT line carries the true peak, failed invocations included
+        # the REPORT line carries the peak, failed invocations included: at least the limit (a poll that lands while
+        # the burst is still growing kills it there, as Lambda does, and the peak is then the limit's MB, not above)
+        assert used and min(used) >= 400
     else:
         assert done.returncode == 0, done.stderr
 
