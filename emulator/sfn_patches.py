@@ -10,13 +10,21 @@
   "not implemented", and a traceback in the server's log).
 - StartExecution's name and input are checked first, as AWS does (``emulator.sfn_limits``:
   names of 1-80 allowed characters, input up to 262,144 bytes).
+- StopExecution right after StartExecution stops the execution, as on AWS. moto's worker
+  thread parses the definition, then builds the execution's environment, then marks the
+  program running; a stop before that answered 500 (``'NoneType' object has no attribute
+  'set_stop'``) or was ignored, and the execution ran on. The stop now waits for the program
+  to be running (milliseconds; at most ``STOP_WAIT_S``), and answers the stop date (moto's
+  answer had none: its thread records it only once the program has ended).
 
-The first two and the last wrap ``StepFunctionsParserBackend.start_execution``; the third adds
-``StepFunctionResponse.list_state_machine_versions``. Installing twice is a no-op.
+The first two and the fourth wrap ``StepFunctionsParserBackend.start_execution``; the third adds
+``StepFunctionResponse.list_state_machine_versions``; the last wraps ``ExecutionWorker.stop``.
+Installing twice is a no-op.
 """
 
 from __future__ import annotations
 
+import time
 import types
 import uuid
 from typing import Any
@@ -24,6 +32,7 @@ from typing import Any
 from emulator.sfn_limits import check_start
 
 _MARK = "_cosmicai_patched"
+STOP_WAIT_S = 10.0  # how long a stop waits for a just-started execution's program to run
 
 
 def _as_runnable_version(backend: Any, arn: str) -> None:
@@ -49,13 +58,33 @@ def _list_state_machine_versions(self: Any) -> Any:
     return ActionResult({"stateMachineVersions": [{"stateMachineVersionArn": v.arn, "creationDate": v.creation_date} for v in versions]})
 
 
+def _stop_once_running(original: Any) -> Any:
+    """``ExecutionWorker.stop`` that first waits for the worker's program to be running (see the module)."""
+
+    def stop(self: Any, stop_date: Any, error: Any, cause: Any) -> None:
+        deadline = time.monotonic() + STOP_WAIT_S
+        while (self.env is None or self.env.program_state() is None) and time.monotonic() < deadline:
+            time.sleep(0.002)
+        if self.env is not None:  # else its thread never got as far as an environment: nothing runs to stop
+            original(self, stop_date=stop_date, error=error, cause=cause)
+        execution = getattr(self._execution_communication, "execution", None)
+        if execution is not None and execution.stop_date is None:  # StopExecution answers its stop date at once, as AWS's
+            execution.stop_date = stop_date  # (moto's thread sets it as the program ends, after the answer)
+
+    setattr(stop, _MARK, True)
+    return stop
+
+
 def patch_step_functions() -> None:
     """Install the patches (idempotent)."""
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
     from moto.stepfunctions.parser.models import StepFunctionsParserBackend
     from moto.stepfunctions.responses import StepFunctionResponse
 
     if not hasattr(StepFunctionResponse, "list_state_machine_versions"):
         StepFunctionResponse.list_state_machine_versions = _list_state_machine_versions
+    if not getattr(ExecutionWorker.stop, _MARK, False):
+        ExecutionWorker.stop = _stop_once_running(ExecutionWorker.stop)
 
     original = StepFunctionsParserBackend.start_execution
     if getattr(original, _MARK, False):

@@ -79,4 +79,11 @@ ROWS: list[Row] = [
         "Same input: idempotent (the same execution); other input: `ExecutionAlreadyExists` (400)",
         f"{SFN_API}/API_StartExecution.html",
     ),
+    Row(
+        "sfn-stop-at-once",
+        "Step Functions",
+        "StopExecution right after StartExecution",
+        "The execution stops: StopExecution answers its stop date, and the execution ends `ABORTED`",
+        f"{SFN_API}/API_StopExecution.html",
+    ),
 ]

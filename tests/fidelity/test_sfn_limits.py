@@ -98,3 +98,17 @@ def test_a_reused_execution_name_is_idempotent_for_the_same_input_and_refused_fo
         assert error_of(lambda: sfn.start_execution(stateMachineArn=arn, name=name, input='{"a": 2}')) == {"Code": "ExecutionAlreadyExists", "Status": 400}
     finally:
         sfn.stop_execution(executionArn=first)
+
+
+@pytest.mark.fidelity("sfn-stop-at-once")
+def test_an_execution_stopped_as_soon_as_it_starts_is_aborted(aws, machine):
+    """moto's worker thread sets its program running some milliseconds after StartExecution answers: a stop in
+    that window answered 500, or was ignored. Twenty tries make the window likely to be hit."""
+    sfn, arn = aws("stepfunctions"), machine(WAIT)
+    started: list[str] = []
+    for _ in range(20):
+        execution = sfn.start_execution(stateMachineArn=arn, input="{}")["executionArn"]
+        assert "stopDate" in sfn.stop_execution(executionArn=execution)
+        started.append(execution)
+    assert {finished(sfn, execution)["status"] for execution in started} == {"ABORTED"}
+

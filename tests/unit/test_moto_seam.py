@@ -71,6 +71,14 @@ def test_the_step_functions_patches_sit_where_moto_needs_them():
     assert hasattr(StateMachine, "_handle_name_input_idempotency") and not hasattr(StateMachineVersion, "_handle_name_input_idempotency")
     assert "source_arn" in inspect.getsource(StateMachineVersion.__init__)
     assert callable(StepFunctionResponse.list_state_machine_versions)
+    from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
+    assert getattr(ExecutionWorker.stop, "_cosmicai_patched", False)  # stop waits for the program, answers its date
+    logic = inspect.getsource(ExecutionWorker._execution_logic)
+    assert logic.index("self.env = ") < logic.index("program.eval(self.env)")  # the window the patch waits out
+    assert "self.execution.stop_date = " in inspect.getsource(BaseExecutionWorkerCommunication._reflect_execution_status)
+    assert "self._execution_communication = exec_comm" in inspect.getsource(ExecutionWorker.__init__)
 
 
 def test_moto_batch_is_deferred_and_still_whole_when_asked_for():
