@@ -253,7 +253,22 @@ def deploy(target: TargetSettings, stack: Stack, on_function: Callable[[str, str
     if image and not stack.image_uri:
         raise ValueError("the aws target runs Infer from a container image: build and push it first (see cosmicai.aws)")
     account = account_id(target)
-    if not image:  # offline: packaged as for AWS wherever the engine can run it
+    stack, code, environment = packaged(target, stack)
+    if on_planned is not None:
+        for key, request in planned_requests(target, stack, code, environment).items():
+            on_planned(key, account, target.region, request)
+    ensure_bucket(s3, stack.bucket, target.region, stack.tags)
+    lambda_policy = iam_docs.lambda_policy(bucket=stack.bucket, data_bucket=stack.bucket, stack_name=stack.name, region=target.region, account=account)
+    lambda_role = ensure_role(iam, f"{stack.name}-lambda", iam_docs.LAMBDA_TRUST, lambda_policy, stack.tags)
+    arns = {}
+    with deploy_lock(s3, stack.bucket, f"{stack.name}-deploy"):
+        return _deploy_locked(target, stack, account, lambda_role, code, environment, arns, on_function)
+
+
+def packaged(target: TargetSettings, stack: Stack) -> tuple[Stack, bytes, dict[str, str]]:
+    """The stack as deployed to ``target`` (offline: with its vendored modules and local image), the zip of the
+    handlers, and the functions' environment variables; no request to the target."""
+    if target.packaging != "image":  # offline: packaged as for AWS wherever the engine can run it
         stack = replace(stack, vendor_dir=offline_vendor_dir(), image_uri=build_local_image(stack) if runs_local_images(target) else None)
     code = package_handlers(stack.extra_files, stack.vendor_dir, target.zip_runtime or stack.runtime)
     environment = {
@@ -263,15 +278,14 @@ def deploy(target: TargetSettings, stack: Stack, on_function: Callable[[str, str
         "COSMICAI_INFER_TIMEOUT_S": str(stack.infer_timeout_s),
         **stack.environment,
     }
-    if on_planned is not None:
-        for key in HANDLERS:
-            on_planned(key, account, target.region, create_function_request(function_spec(target, stack, key, "", code, environment)))
-    ensure_bucket(s3, stack.bucket, target.region, stack.tags)
-    lambda_policy = iam_docs.lambda_policy(bucket=stack.bucket, data_bucket=stack.bucket, stack_name=stack.name, region=target.region, account=account)
-    lambda_role = ensure_role(iam, f"{stack.name}-lambda", iam_docs.LAMBDA_TRUST, lambda_policy, stack.tags)
-    arns = {}
-    with deploy_lock(s3, stack.bucket, f"{stack.name}-deploy"):
-        return _deploy_locked(target, stack, account, lambda_role, code, environment, arns, on_function)
+    return stack, code, environment
+
+
+def planned_requests(target: TargetSettings, stack: Stack, code: bytes | None = None, environment: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
+    """CreateFunction's parameters of each function (Role left empty: not known before the deploy), by key."""
+    if code is None or environment is None:
+        stack, code, environment = packaged(target, stack)
+    return {key: create_function_request(function_spec(target, stack, key, "", code, environment)) for key in HANDLERS}
 
 
 def function_spec(target: TargetSettings, stack: Stack, key: str, lambda_role: str, code: bytes | None, environment: dict[str, str]) -> FunctionSpec:

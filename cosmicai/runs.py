@@ -166,21 +166,26 @@ def prepare_partitions(request: RunRequest, workdir: Path) -> tuple[list[Path], 
 
 
 @contextlib.contextmanager
-def open_target(target: TargetSettings, capacity: int, wait: bool = True) -> Iterator[tuple[TargetSettings, Any]]:
+def open_target(target: TargetSettings, capacity: int, wait: bool = True, stack: deploy_mod.Stack | None = None) -> Iterator[tuple[TargetSettings, Any]]:
     """The target with a reachable endpoint; starts an in-process emulator when it needs one.
 
     The emulator is yielded as the engine. With ``wait`` False it is yielded
     before its Step Functions finish loading: pass it to ``execute_run`` /
-    ``resume_run`` (``engine=``), which prewarm its Infer workers right after
-    the deploy and wait for it before starting the execution.
+    ``resume_run`` (``engine=``), which wait for it before starting the
+    execution. Given the ``stack`` the run deploys, the emulator starts that
+    stack's workers first, before moto is even imported (their imports, Infer's
+    torch, overlap the whole start and deploy; the deploy's versions take them over).
     """
     if not target.in_process:
         yield target, None
         return
     from emulator.embedded import EmbeddedEmulator  # moto: only an in-process run pays for it
 
-    emulator = EmbeddedEmulator(capacity=capacity).start(wait=wait)
+    emulator = EmbeddedEmulator(capacity=capacity)
     try:
+        if stack is not None:
+            warmup.prestart_stack(emulator, target, stack)
+        emulator.start(wait=wait)
         yield replace(target, endpoint_url=emulator.endpoint_url, in_process=False), emulator
     finally:
         emulator.stop()

@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from cosmicai.deploy import Deployment, Planned
+from cosmicai.deploy import Deployment, Planned, Stack, planned_requests
+from cosmicai.targets import TargetSettings
 
 logger = logging.getLogger(__name__)
 
@@ -57,3 +58,18 @@ def prewarm_deployment(engine: Any, deployment: Deployment) -> None:
     if prewarm is not None:
         for key, arn in deployment.function_arns.items():
             prewarm(key, arn)
+
+
+def prestart_stack(engine: Any, target: TargetSettings, stack: Stack) -> None:
+    """Start the workers of ``stack``'s functions as ``deploy`` will create them, before the engine itself starts
+    (see ``prestarter``): the earliest point, so their imports overlap the engine's start too."""
+    prestart = prestarter(engine)
+    if prestart is None:
+        return
+    try:
+        planned = planned_requests(target, stack)
+    except Exception as exc:  # a speed-up only: deploy packages again and says what fails
+        logger.warning("could not plan the functions' workers before the start: %s", exc)
+        return
+    for key in WORKERS:  # Infer first: its init (torch) is the longest
+        prestart(key, "", target.region, planned[key])

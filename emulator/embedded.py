@@ -19,7 +19,6 @@ from typing import Any
 
 import requests
 
-from emulator import lambda_rules
 from emulator.httpserver import KeepAliveMotoServer
 from emulator.motoseam import install, pool_invoke, uninstall
 from emulator.moto_speed import defer_batch_import, lock_routers, speed_up_moto
@@ -53,6 +52,7 @@ class EmbeddedEmulator:
         self._previous_seam: Any = None
         self._patching: threading.Thread | None = None
         self._planned: dict[str, Any] = {}  # function name: the spec its environments started as (``prestart``)
+        self._stopped = False
 
     @property
     def endpoint_url(self) -> str:
@@ -65,6 +65,7 @@ class EmbeddedEmulator:
         if _active is not None:
             raise RuntimeError("an embedded emulator is already running in this process (moto's MOTO_PORT is per process)")
         _active = self
+        self._stopped = False
         for name in _QUIET_LOGGERS:
             logging.getLogger(name).setLevel(logging.ERROR)
         # moto logs every failed state as an ERROR with the state's whole repr; the execution
@@ -72,8 +73,9 @@ class EmbeddedEmulator:
         logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
         self._saved_port = os.environ.get("MOTO_PORT")
         os.environ["MOTO_PORT"] = str(self.port)
-        self.pool = WorkerPool(self.endpoint_url, capacity=self.capacity, capacities=self.capacities, torch_threads=self.torch_threads)
-        self._previous_seam = install(pool_invoke(self.pool))
+        from emulator import lambda_rules  # moto's core: imported here, after any prestart's workers are on their way
+
+        self._previous_seam = install(pool_invoke(self._worker_pool()))
         lambda_rules.install(self.pool)  # Lambda's limits, validation and throttling, which moto does not enforce
         lock_routers()  # before the first requests, which a deploy sends side by side
         self._patching = threading.Thread(target=_prepare_moto, name="moto-sfn-import", daemon=True)
@@ -87,6 +89,12 @@ class EmbeddedEmulator:
             self.ready()
         logger.info("embedded emulator on %s", self.endpoint_url)
         return self
+
+    def _worker_pool(self) -> WorkerPool:
+        """The pool, made at the first need: ``prestart`` may come before ``start``."""
+        if self.pool is None:
+            self.pool = WorkerPool(self.endpoint_url, capacity=self.capacity, capacities=self.capacities, torch_threads=self.torch_threads)
+        return self.pool
 
     def ready(self) -> None:
         """Block until every service is ready (Step Functions' patches installed)."""
@@ -115,22 +123,26 @@ class EmbeddedEmulator:
     def prestart(self, account: str, region: str, request: dict[str, Any], count: int | None = None) -> None:
         """Start ``count`` (default: its capacity) environments of a function a deploy is about to create
         (CreateFunction's parameters), as its first version will be, so they import the handler while the deploy
-        creates it; ``prewarm`` then finds them. Nothing when the function exists (its next version is not known)."""
-        from moto.awslambda.exceptions import UnknownFunctionException
-        from moto.awslambda.models import lambda_backends
+        creates it; ``prewarm`` then finds them. Nothing when the function exists (its next version is not known).
 
+        Before :meth:`start` (the server not serving, moto holding nothing yet), the workers start at once,
+        before moto's imports: their own imports overlap the whole start."""
         from emulator.motoseam import planned_spec
 
-        if self.pool is None:
+        if self._stopped:
             return
-        try:
-            lambda_backends[account][region].get_function(request["FunctionName"])
-            return
-        except UnknownFunctionException:  # not created yet
-            pass
+        if self.server is not None:
+            from moto.awslambda.exceptions import UnknownFunctionException
+            from moto.awslambda.models import lambda_backends
+
+            try:
+                lambda_backends[account][region].get_function(request["FunctionName"])
+                return
+            except UnknownFunctionException:  # not created yet
+                pass
         spec = planned_spec(request, region)
         self._planned[spec.name] = spec
-        self.pool.prewarm(spec, (request.get("Code") or {}).get("ZipFile") or b"", count)
+        self._worker_pool().prewarm(spec, (request.get("Code") or {}).get("ZipFile") or b"", count)
 
     def _wait_ready(self, timeout_s: float = 15.0) -> None:
         deadline = time.time() + timeout_s
@@ -151,9 +163,14 @@ class EmbeddedEmulator:
         return self.pool.worker_pids() if self.pool else []
 
     def stop(self) -> None:
+        """Stop the workers, and what :meth:`start` set up if it ran (safe after a prestart whose start failed)."""
+        global _active
+        self._stopped = True
         if self.pool is not None:
             self.pool.shutdown()
             self.pool = None
+        if _active is not self:  # never started (or another emulator runs): moto's port and seam are not ours
+            return
         if self._previous_seam is not None:
             uninstall(self._previous_seam)
             self._previous_seam = None
@@ -164,9 +181,7 @@ class EmbeddedEmulator:
             os.environ.pop("MOTO_PORT", None)
         else:
             os.environ["MOTO_PORT"] = self._saved_port
-        global _active
-        if _active is self:
-            _active = None
+        _active = None
 
     def __enter__(self) -> "EmbeddedEmulator":
         return self.start()

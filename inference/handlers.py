@@ -35,6 +35,7 @@ from inference.records import failed_record, seconds_since, utc_now
 from inference.summary import build_summary
 
 logger = logging.getLogger(__name__)
+s3io.build_in_init()  # Lambda's init phase builds the S3 client (Infer imports this module too)
 
 
 def records_prefix(result_prefix: str) -> str:

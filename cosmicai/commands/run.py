@@ -173,7 +173,7 @@ def main(args: argparse.Namespace) -> int:
             world_size=ranks, samples_per_rank=_estimate_samples_per_rank(args, ranks),
         )
     clock = time.perf_counter()
-    with console.run_progress(enabled=not args.json) as progress, open_target(target, capacity=concurrency, wait=False) as (live, engine):
+    with console.run_progress(enabled=not args.json) as progress, open_target(target, capacity=concurrency, wait=False, stack=stack) as (live, engine):
         opened = time.perf_counter()
         if target.name == "aws":
             from cosmicai.aws import console_url
@@ -204,7 +204,7 @@ def _resume(args: argparse.Namespace) -> int:
     concurrency = args.max_concurrency or max(1, min(os.cpu_count() or 1, 4))
     stack = Stack(name=saved.get("stack", args.stack), bucket=saved.get("bucket", args.bucket), infer_memory_mb=args.memory, infer_timeout_s=args.timeout, max_concurrency=concurrency)
     clock = time.perf_counter()
-    with console.run_progress(enabled=not args.json) as progress, open_target(target, capacity=concurrency, wait=False) as (live, engine):
+    with console.run_progress(enabled=not args.json) as progress, open_target(target, capacity=concurrency, wait=False, stack=stack) as (live, engine):
         opened = time.perf_counter()
         outcome = resume_run(live, stack, run_dir, progress, engine=engine)
         finished = time.perf_counter()

@@ -124,3 +124,68 @@ def test_a_prewarmed_environment_idle_past_the_init_limit_serves_its_first_invok
     assert "INIT_REPORT" not in tail
     init_ms = float(tail.split("Init Duration: ")[1].split(" ms")[0])
     assert 0 < init_ms < idle_s * 1000
+
+
+_BEFORE_THE_START = r'''
+import json, logging, os, sys
+from dataclasses import replace
+from cosmicai import deploy as deploy_mod
+from cosmicai.runs import open_target
+from cosmicai.targets import resolve
+from cosmicai.warmup import prestarter, prewarmer
+from emulator.embedded import EmbeddedEmulator
+
+stack = deploy_mod.Stack(name="cosmicai-early", bucket="cosmicai-early", infer_memory_mb=2048, max_concurrency=2)
+seen = {}
+start = EmbeddedEmulator.start
+
+def counting_start(self, wait=True):
+    seen.setdefault("moto_imported_before_start", "moto.awslambda.models" in sys.modules)
+    seen.setdefault("before_start", sorted([spec.name, len(pool.all)] for spec, pool in self.pool.pools.items()))
+    return start(self, wait)
+
+EmbeddedEmulator.start = counting_start
+warnings = []
+logging.getLogger("emulator.embedded").addHandler(type("H", (logging.Handler,), {"emit": lambda self, r: warnings.append(r.getMessage())})())
+with open_target(resolve("embedded"), capacity=2, wait=False, stack=stack) as (live, engine):
+    kept = {spec.name: list(pool.all) for spec, pool in engine.pool.pools.items()}
+    engine.ready()
+    deployment = deploy_mod.deploy(live, stack, on_function=prewarmer(engine), on_planned=prestarter(engine))
+    after = {spec.name: list(pool.all) for spec, pool in engine.pool.pools.items() if spec.version != "$LATEST"}
+    seen["kept"] = all(after.get(name) == environments for name, environments in kept.items())
+    seen["versions"] = sorted({e.spec.version for found in after.values() for e in found})
+    seen["warnings"] = warnings
+    port = os.environ["MOTO_PORT"]
+    other = EmbeddedEmulator(capacity=1)  # a second emulator in this process: refused, and its failed start undoes nothing of the first's
+    other.prestart("", "us-east-1", deploy_mod.planned_requests(live, replace(stack, name="cosmicai-other"))["summarize"], 1)
+    try:
+        other.start()
+    except RuntimeError as exc:
+        seen["refused"] = str(exc)
+    finally:
+        other.stop()
+    seen["port_kept"] = os.environ.get("MOTO_PORT") == port
+    seen["other_workers"] = other.pool is None
+print(json.dumps(seen))
+'''
+
+
+def test_a_run_starts_its_workers_before_the_emulator_starts_and_its_deploy_keeps_them(tmp_path):
+    """``open_target(stack=...)`` (``cosmicai run`` on the embedded target) starts the stack's workers before moto
+    is imported; the deploy's published versions take them over, none added, none said to differ. A second emulator
+    in the same process is refused, and stopping it leaves the running one's port alone."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "COSMICAI_HOME": str(tmp_path / "home")}
+    env.pop("COSMICAI_ENDPOINT", None)
+    done = subprocess.run([sys.executable, "-c", _BEFORE_THE_START], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["before_start"] == [["cosmicai-early-infer", 2], ["cosmicai-early-initialize", 1], ["cosmicai-early-summarize", 1]]
+    assert not seen["moto_imported_before_start"]
+    assert seen["kept"] and seen["versions"] == ["1"]
+    assert not [line for line in seen["warnings"] if "do not match" in line], seen["warnings"]
+    assert "already running" in seen["refused"] and seen["port_kept"] and seen["other_workers"]

@@ -50,3 +50,19 @@ def test_a_plain_boto3_client_would_have_waited(sent):
     plain.meta.events.register_first("before-send", lambda request, **_: seen.append(request) or AWSResponse(request.url, 200, {}, _Raw()))
     plain.put_object(Bucket="bucket", Key="k", Body=b"{}")
     assert seen[0].headers.get("Expect") in (b"100-continue", "100-continue")
+
+
+@pytest.mark.parametrize("in_lambda", [True, False])
+def test_the_client_is_built_in_a_lambdas_init_phase_and_lazily_elsewhere(in_lambda):
+    """In an execution environment (AWS_LAMBDA_FUNCTION_NAME set) importing the handlers builds the S3 client, as AWS
+    advises, so no first invocation pays for it; elsewhere it waits for its first call (and that call's endpoint)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "AWS_LAMBDA_FUNCTION_NAME"}
+    env.update(AWS_DEFAULT_REGION="us-east-1", **({"AWS_LAMBDA_FUNCTION_NAME": "cosmicai-initialize"} if in_lambda else {}))
+    code = "import inference.handlers; from inference import s3io; print(s3io.client.cache_info().currsize)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == (["1"] if in_lambda else ["0"])
