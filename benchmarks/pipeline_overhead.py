@@ -4,7 +4,9 @@ over the same data, in one session, and their ratio.
 Both are timed as the user runs them: a fresh process each, start to exit.
 The run's breakdown comes from its run folder (``run.json`` ``stages_s``): the
 emulator's start, the deploy, the uploads, the execution, the fetch, the
-shutdown; what is left is the interpreter and the CLI's imports.
+shutdown; what is left is the interpreter and the CLI's imports. Its CPU
+(``run.json`` ``cpu_s``: the CLI's process and the Lambda workers it ended)
+over this machine's cores is the least wall time the run can take here.
 Then the same run on a running ``cosmicai emulator up`` (deployed by one run
 first): the run a user repeats all day. Targets (issue 16): run/local <= 1.5x;
 with the emulator up, run <= local.
@@ -63,7 +65,8 @@ def main() -> None:
         run_s, summary = timed(
             [*cli, "run", "--data", "parts", "--model", args.model, "--batch-size", str(args.batch_size), "--json", "--out", "out"], work
         )
-        stages = json.loads((work / "out" / "run.json").read_text()).get("stages_s", {})
+        saved = json.loads((work / "out" / "run.json").read_text())
+        stages, cpu = saved.get("stages_s", {}), saved.get("cpu_s", {})
         warm_s, warm_stages = run_on_a_running_emulator(cli, work, args)
     print(f"data: {args.samples} samples in {args.partitions} partitions, model {args.model}, batch {args.batch_size}")
     print(f"cosmicai local : {local_s:8.2f} s wall (inference loop {record['wall_time_s']:.2f} s, {record['sample_persec']:.1f} samples/s)")
@@ -71,6 +74,10 @@ def main() -> None:
     print(f"ratio run/local: {run_s / local_s:8.2f}x (target <= 1.5x)")
     print("run breakdown  : " + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in stages.items())
           + f", interpreter and imports {run_s - sum(stages.values()):.2f} s")
+    if cpu:
+        total, cores = sum(cpu.values()), os.cpu_count() or 1
+        print(f"run CPU        : {total:8.2f} s (the CLI {cpu['this_process']:.2f} s, its Lambda workers {cpu['subprocesses']:.2f} s): "
+              f"on {cores} cores at least {total / cores:.2f} s wall, {total / cores / local_s:.2f}x local")
     print(f"run, emulator up: {warm_s:7.2f} s wall ({warm_s / local_s:.2f}x local; target <= 1x): "
           + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in warm_stages.items()))
     print(f"local breakdown: inference loop {record['wall_time_s']:.2f} s, interpreter, imports, data and model {local_s - record['wall_time_s']:.2f} s")

@@ -220,12 +220,19 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _record_start_and_shutdown(out_dir: Path, start_s: float, shutdown_s: float) -> None:
-    """Complete run.json's ``stages_s`` breakdown with the target's start (an in-process emulator) and shutdown."""
+    """Complete run.json's ``stages_s`` breakdown with the target's start (an in-process emulator) and shutdown, and
+    record ``cpu_s``: the CPU seconds of this command's process and of the subprocesses it ended (an in-process
+    emulator's Lambda workers): on a machine with few cores, what bounds the run's wall time from below."""
+    import psutil
+
     from cosmicai import runfolder
 
     saved = runfolder.read(out_dir) or {}
     stages = {"start": round(start_s, 3), **saved.get("stages_s", {}), "shutdown": round(shutdown_s, 3)}
-    runfolder.update(out_dir, stages_s=stages)
+    times = psutil.Process().cpu_times()
+    cpu = {"this_process": round(times.user + times.system, 3),
+           "subprocesses": round(getattr(times, "children_user", 0.0) + getattr(times, "children_system", 0.0), 3)}
+    runfolder.update(out_dir, stages_s=stages, cpu_s=cpu)
 
 
 def report(args: argparse.Namespace, outcome: Any) -> None:

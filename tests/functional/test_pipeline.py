@@ -123,6 +123,8 @@ def test_no_worker_process_outlives_the_emulator(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout)["ranks_succeeded"] == 2
+    cpu = json.loads((tmp_path / "out" / "run.json").read_text())["cpu_s"]  # the workers were ended and reaped: their CPU is counted
+    assert cpu["this_process"] > 0 and cpu["subprocesses"] > 0.5, cpu  # Infer's workers each imported torch
     time.sleep(0.5)
     survivors = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
