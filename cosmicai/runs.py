@@ -273,6 +273,7 @@ def launch(
     out_dir: Path,
     progress: Progress,
     ranks: list[int] | None,
+    world_size: int = 0,
     timeout_s: float | None = None,
     append_logs: bool = False,
     logs_since: float | None = None,
@@ -291,11 +292,13 @@ def launch(
     runfolder.update(out_dir, status="running")
     runfolder.record_execution(out_dir, execution_name, arn, status="RUNNING", started_at=utc_now())
     progress.started(arn)
-    expected = len(ranks) if ranks is not None else (parsed.world_size or 0)
+    # A Map Run's item total grows as it starts items (LocalStack's and moto's counts), so the bar's total is
+    # the ranks this execution was given (``world_size``: the partitions staged), never "860/862" while 1,200 run.
+    expected = len(ranks) if ranks is not None else (world_size or parsed.world_size or 0)
     try:
         result = execute.wait(
             sfn, s3, arn, bucket=parsed.bucket, result_prefix=result_prefix, ranks=ranks,
-            on_progress=lambda done, total: progress.ranks(done, total or expected), timeout_s=timeout_s, since=since,
+            on_progress=lambda done, total: progress.ranks(done, max(total or 0, expected)), timeout_s=timeout_s, since=since,
         )
     except KeyboardInterrupt:
         _interrupted(target, stack, arn, execution_name, parsed.bucket, result_prefix, run_id, out_dir, since, append_logs, time.time() - since - 1)
@@ -366,7 +369,7 @@ def execute_run(
     try:
         outcome = launch(
             target, stack, deployment, payload, run_id=run_id, execution_name=run_id, out_dir=out_dir,
-            progress=progress, ranks=None, timeout_s=request.timeout_s,
+            progress=progress, ranks=None, world_size=world_size, timeout_s=request.timeout_s,
         )
     except BaseException:
         if (runfolder.read(out_dir) or {}).get("status") == "starting":  # no execution began: leave no folder behind

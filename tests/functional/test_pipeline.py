@@ -16,7 +16,7 @@ import torch
 
 from cosmicai.deploy import upload_files, upload_model_folder
 from cosmicai.execute import read_log_events
-from cosmicai.runs import RunRequest, execute_run, model_folder
+from cosmicai.runs import Progress, RunRequest, execute_run, model_folder
 from inference.data import generate, list_partitions, split
 from inference.measure import REFERENCE_KEYS
 
@@ -50,6 +50,18 @@ def test_all_ranks_succeed_and_every_sample_is_predicted(target, tiny_stack, dep
     assert all(set(REFERENCE_KEYS) <= set(r) for r in combined)
     assert [json.loads((outcome.out_dir / "ranks" / f"{i}.json").read_text())["num_samples"] for i in range(1, 5)] == [24] * 4
     assert (outcome.out_dir / "logs" / f"{tiny_stack.function_name('summarize')}.log").stat().st_size > 0
+
+
+def test_progress_counts_ranks_out_of_the_whole_world_size(target, tiny_stack, deployment, tiny_partitions, tmp_path):
+    """The bar's total is the ranks given, from the first report on (a Map Run's own total grows as items start)."""
+    reported: list[tuple[int, int]] = []
+    request = RunRequest(model="tiny", batch_size=16, data=tiny_partitions)
+    outcome = execute_run(target, tiny_stack, request, tmp_path / "out", Progress(ranks=lambda done, total: reported.append((done, total))),
+                          deployment=deployment)
+    assert outcome.exit_code == 0, outcome.summary
+    assert reported and {total for _, total in reported} == {4}, reported
+    assert reported[-1] == (4, 4)
+    assert [done for done, _ in reported] == sorted(done for done, _ in reported)
 
 
 def test_reference_payload_keys_start_an_execution(target, tiny_stack, deployment, tiny_partitions, tmp_path):
